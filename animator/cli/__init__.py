@@ -1,0 +1,57 @@
+"""The ``animator`` command. Each subcommand lives in its own module and is imported only
+when it runs, so ``animator --help`` stays fast (no torch import)."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from animator import __version__
+from animator.errors import AnimatorError
+
+# name -> (module in animator.cli, one-line help shown by `animator --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "aus": ("aus", "List the 17 Action Units, the intensity scale and the presets."),
+    "keys": ("keys", "Sample a keyframe file: print/write the AU table, plot the curves."),
+    "faces": ("faces", "Detect and track faces; report them as JSON and draw a preview."),
+    "render": ("render", "Change the expression in a video from AU keyframes."),
+    "morph": ("morph", "Animate one photo from one AU target to another."),
+    "estimate": ("estimate", "Estimate AU intensities per frame or image (OpenFace CSV)."),
+    "prepare": ("prepare", "Build a GANimation training set from photos and videos."),
+    "train": ("train", "Train a GANimation generator."),
+    "convert": ("convert", "Convert a GANimation checkpoint into animator's format."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"animator.cli.{COMMANDS[name][0]}")
+        return getattr(module, "command")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AnimatorError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="animator")
+def cli() -> None:
+    """Change facial expressions in videos and photos from Facial Action Unit (AU) targets."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""Staged jobs that compose the library: render, morph, prepare, train, estimate."""
