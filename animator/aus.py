@@ -134,7 +134,7 @@ def parse_target(spec: str | Mapping[str, object], where: str = "target") -> np.
         path = Path(text)
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise AnimatorError(f"{path}: no such file") from None
         except json.JSONDecodeError as exc:
             raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
