@@ -1,0 +1,169 @@
+"""Tracking and smoothing on a synthetic video: a real face photo pasted on a plain
+background, moving, pausing, blanked out for 5 frames, with sensor noise on every frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from animator.errors import AnimatorError
+from animator.faces.align import CropPolicy, crop_transform
+from animator.faces.detect import FaceDetector
+from animator.faces.landmarks import MeshLandmarker
+from animator.faces.smooth import smooth_series, smooth_tracks
+from animator.faces.track import FaceObservation, Tracks, box_iou, track_video
+
+FPS = 30.0
+N_FRAMES = 60
+MOVE_UNTIL = 25          # the face moves 4 px right and 1 px down per frame until here
+BLANK = range(40, 45)    # then rests; these 5 frames show no face
+STILL = [range(30, 40), range(48, N_FRAMES)]  # resting, before and after the blank
+
+
+def face_patch(astronaut: np.ndarray, size: int = 120) -> np.ndarray:
+    return cv2.resize(astronaut[20:230, 120:330], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def offset(i: int) -> tuple[int, int]:
+    k = min(i, MOVE_UNTIL)
+    return 20 + 4 * k, 60 + k
+
+
+def synthetic_video(astronaut: np.ndarray, second_face_from: int | None = None):
+    rng = np.random.default_rng(0)
+    face = face_patch(astronaut)
+    small = face_patch(astronaut, 70)
+    for i in range(N_FRAMES):
+        frame = np.full((240, 360, 3), (90, 110, 130), np.uint8)
+        if i not in BLANK:
+            x, y = offset(i)
+            frame[y:y + 120, x:x + 120] = face
+        if second_face_from is not None and i >= second_face_from:
+            frame[10:80, 280:350] = small
+        noisy = frame + rng.normal(0.0, 4.0, frame.shape)
+        yield i, i / FPS, np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tracks(astronaut) -> Tracks:
+    return track_video(synthetic_video(astronaut), FaceDetector(), MeshLandmarker(), max_gap=10)
+
+
+def crop_params(obs: FaceObservation) -> np.ndarray:
+    """(centre x, centre y, scale, angle in degrees) of the aligned crop in frame terms."""
+    M = crop_transform(CropPolicy(), obs.points, obs.box)
+    centre = cv2.invertAffineTransform(M) @ np.array([63.5, 63.5, 1.0])
+    scale = float(np.sqrt(np.linalg.det(M[:, :2])))
+    return np.array([centre[0], centre[1], scale, np.degrees(np.arctan2(M[1, 0], M[0, 0]))])
+
+
+def test_one_stable_id_and_the_gap_is_bridged(tracks):
+    assert tracks.track_ids == [0]
+    assert [i for i, _ in tracks.frames] == list(range(N_FRAMES))
+    for i in range(N_FRAMES):
+        faces = tracks.for_frame(i)
+        assert len(faces) == 1, f"frame {i}"
+        assert faces[0].interpolated == (i in BLANK), f"frame {i}"
+        assert faces[0].mesh is not None and faces[0].mesh.shape == (468, 3)
+    # the bridged boxes lie between the boxes around the gap
+    before, after = tracks.for_frame(BLANK[0] - 1)[0], tracks.for_frame(BLANK[-1] + 1)[0]
+    middle = tracks.for_frame(42)[0]
+    assert np.all(middle.box >= np.minimum(before.box, after.box) - 1e-4)
+    assert np.all(middle.box <= np.maximum(before.box, after.box) + 1e-4)
+
+
+def test_detections_follow_the_moving_face(tracks, astronaut):
+    # the face's box inside the pasted patch, from a clean detection of the patch alone
+    canvas = np.full((240, 240, 3), (90, 110, 130), np.uint8)
+    canvas[60:180, 60:180] = face_patch(astronaut)
+    reference = FaceDetector().detect(canvas)[0].box - 60
+    for i in range(MOVE_UNTIL + 5):
+        obs = tracks.for_frame(i)[0]
+        x, y = offset(i)
+        assert np.abs(obs.box - (reference + [x, y, x, y])).max() < 6.0, f"frame {i}"
+
+
+# A still face's smoothed crop, frame to frame: the centre moves < 0.25 px, the scale changes
+# < 0.3 % and the angle < 0.1 degrees (raw mesh points step up to ~0.2 px, 0.7 %, 0.4 deg).
+STILL_STEP_PX, STILL_STEP_SCALE, STILL_STEP_DEG = 0.25, 0.003, 0.1
+
+
+def still_params(tracks: Tracks) -> list[np.ndarray]:
+    """(centre x, centre y, relative scale, angle) per frame of each resting stretch."""
+    stretches = []
+    for stretch in STILL:
+        params = np.stack([crop_params(tracks.for_frame(i)[0]) for i in stretch])
+        params[:, 2] /= params[:, 2].mean()
+        stretches.append(params)
+    return stretches
+
+
+def test_still_face_crop_does_not_jitter(tracks):
+    raw, smooth = still_params(tracks), still_params(smooth_tracks(tracks))
+    steps = np.max([np.abs(np.diff(p, axis=0)).max(0) for p in smooth], axis=0)
+    assert steps[0] < STILL_STEP_PX and steps[1] < STILL_STEP_PX
+    assert steps[2] < STILL_STEP_SCALE
+    assert steps[3] < STILL_STEP_DEG
+    # jitter (RMS second difference) drops at least 3x: the raw track does jitter
+    jitter = lambda stretches: np.sqrt(np.mean([np.mean(np.diff(p, 2, axis=0) ** 2, axis=0)  # noqa: E731
+                                                 for p in stretches], axis=0))
+    assert np.all(jitter(smooth) < jitter(raw) / 3)
+
+
+def test_moving_face_crop_does_not_lag(tracks):
+    smooth = smooth_tracks(tracks)
+    moving = range(4, MOVE_UNTIL - 4)
+    raw = np.stack([crop_params(tracks.for_frame(i)[0])[:2] for i in moving])
+    fit = np.stack([crop_params(smooth.for_frame(i)[0])[:2] for i in moving])
+    # a causal filter would trail the 4 px/frame motion by several px; zero-phase does not
+    assert abs(float(np.mean(fit[:, 0] - raw[:, 0]))) < 0.5
+    assert abs(float(np.mean(fit[:, 1] - raw[:, 1]))) < 0.5
+    # and the smoothed crop moves with the face: 4 px per frame in x
+    slope = np.polyfit(np.array(list(moving), float), fit[:, 0], 1)[0]
+    assert slope == pytest.approx(4.0, abs=0.25)
+
+
+def test_smooth_series_is_zero_phase_and_removes_noise():
+    t = np.arange(120) / 30.0
+    ramp = np.stack([3.0 * t + 1.0, -2.0 * t], axis=1)
+    np.testing.assert_allclose(smooth_series(t, ramp), ramp, atol=1e-3)  # no lag, no end effects
+    noise = np.random.default_rng(1).normal(0.0, 1.0, (120, 2))
+    assert smooth_series(t, noise)[10:-10].std() < 0.45
+    short = np.ones((3, 2))
+    assert np.array_equal(smooth_series(t[:3], short), short)
+
+
+def test_new_face_gets_new_id_and_selection(astronaut):
+    frames = [f for f in synthetic_video(astronaut, second_face_from=10) if f[0] < 30]
+    tracks = track_video(frames, FaceDetector(), detect_every=8, mesh=False)
+    assert tracks.track_ids == [0, 1]
+    first_seen = min(o.frame_index for o in tracks.track(1))
+    assert 10 <= first_seen <= 10 + 8  # found at the next periodic full detection
+    assert all(o.mesh is None for o in tracks.observations)  # mesh=False
+    assert tracks.select("largest").track_ids == [0]
+    assert tracks.select("all").track_ids == [0, 1]
+    assert tracks.select(1).track_ids == [1]
+    with pytest.raises(AnimatorError, match="no face with ID 7"):
+        tracks.select(7)
+    doc = tracks.select("all").to_json("synthetic", FPS)
+    assert doc["fps"] == FPS and len(doc["frames"]) == 30
+    assert {f["id"] for f in doc["frames"][20]["faces"]} == {0, 1}
+    face = doc["frames"][20]["faces"][0]
+    assert set(face) >= {"id", "box", "score", "points"} and len(face["points"]) == 5
+
+
+def test_a_face_lost_longer_than_max_gap_ends(astronaut):
+    frames = list(synthetic_video(astronaut))
+    # blank frames 40..44 with max_gap 3: the track ends and the face returns as a new ID
+    tracks = track_video(frames, FaceDetector(), max_gap=3, mesh=False)
+    assert tracks.track_ids == [0, 1]
+    assert max(o.frame_index for o in tracks.track(0)) == BLANK[0] - 1
+    assert min(o.frame_index for o in tracks.track(1)) == BLANK[-1] + 1
+    assert not any(o.interpolated for o in tracks.observations)
+
+
+def test_box_iou():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 1 / 3, 0.0], atol=1e-6)
