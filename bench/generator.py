@@ -1,0 +1,88 @@
+"""Generator throughput: faces/s and ms/face per batch size and precision, printed as JSON.
+
+Times FaceEditor.edit end to end (uint8 crops in, uint8 crops + A + C out, host<->device
+copies included) with a randomly initialised full-size generator.
+
+    python bench/generator.py --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from animator.errors import AnimatorError
+from animator.model.generator import Generator, GeneratorConfig
+from animator.model.inference import FaceEditor, bf16_is_fast, resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per setting")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--compile", action="store_true", help="use torch.compile")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(image_size=args.image_size))
+    rng = np.random.default_rng(0)
+    results = []
+    for precision in args.precisions.split(","):
+        try:
+            editor = FaceEditor(generator, device, precision, compile=args.compile)
+        except AnimatorError as exc:  # e.g. bf16 on mps
+            results.append({"precision": precision, "skipped": str(exc)})
+            continue
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            editor.batch_size = batch
+            crops = rng.integers(0, 256, (batch, args.image_size, args.image_size, 3), np.uint8)
+            aus = rng.uniform(0, 5, (batch, 17)).astype(np.float32)
+            for _ in range(args.warmup):
+                editor.edit(crops, aus)
+            times = []
+            for _ in range(args.repeats):
+                _sync(device)
+                start = time.perf_counter()
+                editor.edit(crops, aus)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+            seconds = float(np.median(times))
+            results.append({"precision": precision, "batch_size": batch,
+                            "ms_per_face": round(1000 * seconds / batch, 3),
+                            "faces_per_s": round(batch / seconds, 2)})
+    print(json.dumps({
+        "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "image_size": args.image_size,
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "bf16_native": bf16_is_fast(device), "compile": args.compile, "timing": "median",
+        "repeats": args.repeats, "results": results}, indent=2))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()
