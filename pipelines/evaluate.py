@@ -1,0 +1,547 @@
+"""``python -m pipelines.evaluate``: measure a generator on a set's held-out split for its model card.
+
+For every held-out face (``test_ids.csv``) the generator is asked for several AU targets: the
+AUs of other held-out faces (``random_sets`` seeded derangements) and every preset. Measured:
+
+- AU error: the project's estimator (YuNet + face mesh on the edited crop, upscaled
+  ``upscale``x first) against the requested target, per AU: MAE and Pearson r. The baseline is
+  the same estimator on the unedited input against the same target, so an improvement shows.
+  Only pairs where a face was found in both input and edit count; misses are reported. AUs the
+  estimator cannot observe are listed but not scored. ``label_noise_mae`` is the estimator on
+  the 128 px input crop against the set's own label: roughly the floor the AU error can reach.
+- Cycle reconstruction: ``G(G(x, y_target), y_source)`` against ``x``, mean L1 on [0, 1] and
+  PSNR (per image, capped at 100 dB), with the set's labels as ``y_source``.
+- Change: the mean of ``1 - A`` inside the input face's mesh outline (how much of the face the
+  generator repaints; 0 keeps the input) and outside it (should stay near 0).
+
+Writes REPORT_DIR/metrics.json, metrics.md (tables for the model card and README), grid.png
+(held-out faces x presets) and morph_strip.png (one face, neutral -> happy -> surprise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from animator import __version__
+from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
+from animator.errors import AnimatorError
+from animator.media.images import is_image, read_image, write_image
+from animator.outputs import atomic_output, check_output
+from animator.progress import progress
+
+FORMAT = "animator-evaluation/1"
+GRID_COLUMNS = ("neutral", "happy", "sad", "surprise", "fear", "anger", "disgust", "blink")
+MORPH_KEYS = ("neutral", "happy", "surprise")
+PSNR_CAP_DB = 100.0
+HEADER_HEIGHT = 24
+GAP = 2
+CHUNK = 256  # faces edited, re-edited and measured at a time (bounds memory)
+
+
+@dataclass
+class EvaluateOptions:
+    checkpoint: Path | None  # None: the shipped default model
+    data: Path
+    out: Path
+    limit: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 64
+    random_sets: int = 2
+    seed: int = 0
+    upscale: float = 2.0
+    score_threshold: float = 0.6
+    grid_faces: int = 8
+    morph_steps: int = 8
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise AnimatorError(f"--limit {self.limit}: must be at least 1")
+        if self.random_sets < 0:
+            raise AnimatorError(f"--random-sets {self.random_sets}: must be >= 0")
+        if not 1.0 <= self.upscale <= 8.0:
+            raise AnimatorError(f"--upscale {self.upscale}: must be within 1-8")
+        if self.grid_faces < 1 or self.morph_steps < 2 or self.batch_size < 1:
+            raise AnimatorError("--grid-faces and --batch-size must be >= 1, --morph-steps >= 2")
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass
+class HeldOut:
+    """The evaluated faces: crops at the model's size and the set's labels (N, 17) on 0-5."""
+
+    names: list[str]
+    crops: np.ndarray
+    labels: np.ndarray
+    available: int  # held-out faces before --limit
+
+
+def load_heldout(data: Path, size: int, limit: int | None, seed: int) -> HeldOut:
+    """The held-out split; with ``limit``, a seeded sample (set names are not in random order)."""
+    from animator.train.data import load_split
+
+    faces = load_split(data, "test")
+    if not len(faces):
+        raise AnimatorError(f"{data}: no held-out faces (test_ids.csv lists none with labels)")
+    rows = np.arange(len(faces))
+    if limit is not None and limit < len(faces):
+        rows = np.sort(np.random.default_rng(seed).choice(len(faces), limit, replace=False))
+    crops = np.stack([_model_size(read_image(image_file(faces.root, faces.names[i])), size) for i in rows])
+    return HeldOut([faces.names[i] for i in rows], crops, faces.aus[rows], len(faces))
+
+
+def image_file(root: Path, name: str) -> Path:
+    """``imgs/NAME.<any image suffix>`` (sets may be JPEG, WebP or PNG)."""
+    from animator.train.data import IMAGE_SUFFIX, IMAGES_DIR
+
+    default = root / IMAGES_DIR / f"{name}{IMAGE_SUFFIX}"
+    if default.is_file():
+        return default
+    found = sorted(p for p in (root / IMAGES_DIR).glob(f"{name}.*") if is_image(p))
+    if not found:
+        raise AnimatorError(f"{default.parent}: no image for held-out face {name!r}")
+    return found[0]
+
+
+def _model_size(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[:2] == (size, size):
+        return image
+    shrink = image.shape[0] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def target_sets(labels: np.ndarray, random_sets: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """(name, (N, 17) targets): other held-out faces' AUs, then every preset."""
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    sets = []
+    for k in range(random_sets):
+        order = rng.permutation(n)  # a random cycle through all faces: nobody gets its own AUs
+        donor = np.empty(n, dtype=np.int64)
+        donor[order] = np.roll(order, -1)
+        sets.append((f"heldout_{k + 1}", labels[donor]))
+    sets += [(name, np.tile(preset(name), (n, 1))) for name in PRESETS]
+    return sets
+
+
+# ---------------------------------------------------------------- reading AUs from crops
+
+@dataclass
+class Readings:
+    aus: np.ndarray     # (N, 17) float32, 0 where no face was found
+    found: np.ndarray   # (N,) bool
+    meshes: np.ndarray  # (N, 468, 3) in crop pixels, NaN where no face was found
+
+
+class AUReader:
+    """The project's estimator on model-sized crops: detector + mesh on a copy upscaled
+    ``upscale`` times: on 128 px UTKFace crops 2x finds every face and reads AUs closest to
+    the full-resolution photo's (about 7 ms a face on one CPU core)."""
+
+    def __init__(self, upscale: float = 2.0, score_threshold: float = 0.6) -> None:
+        from animator.estimate import AUEstimator
+        from animator.faces.detect import FaceDetector
+        from animator.faces.landmarks import MeshLandmarker
+
+        self.upscale = upscale
+        self.detector = FaceDetector(score_threshold=score_threshold)
+        self.landmarker = MeshLandmarker()
+        self.estimator = AUEstimator.default()
+        self.observable = self.estimator.observable()
+
+    def mesh(self, crop: np.ndarray) -> np.ndarray | None:
+        """(468, 3) mesh of the largest face in ``crop``, in crop pixels; None if none."""
+        big = crop
+        if self.upscale != 1.0:
+            big = cv2.resize(crop, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
+        faces = self.detector.detect(big)
+        if not faces:
+            return None
+        mesh = self.landmarker.landmarks(big, faces[0])
+        # cv2.resize maps big pixel u to crop pixel (u + 0.5) / f - 0.5
+        mesh[:, :2] = (mesh[:, :2] + 0.5) / self.upscale - 0.5
+        mesh[:, 2] /= self.upscale
+        return mesh
+
+    def read(self, crops: np.ndarray) -> Readings:
+        meshes = [self.mesh(crop) for crop in crops]
+        found = np.array([m is not None for m in meshes], dtype=bool)
+        stacked = np.full((len(crops), 468, 3), np.nan, dtype=np.float32)
+        aus = np.zeros((len(crops), N_AUS), dtype=np.float32)
+        if found.any():
+            stacked[found] = np.stack([m for m in meshes if m is not None])
+            aus[found] = self.estimator.estimate(stacked[found])
+        return Readings(aus, found, stacked)
+
+
+def face_masks(meshes: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size) bool inside each mesh's face outline (all False where the mesh is NaN)."""
+    from animator.faces.landmarks import FACE_OVAL
+
+    masks = np.zeros((len(meshes), size, size), dtype=np.uint8)
+    for mask, mesh in zip(masks, meshes):
+        if np.isfinite(mesh).all():
+            outline = np.round(mesh[FACE_OVAL, :2] * 16).astype(np.int32)  # 4 fractional bits
+            cv2.fillPoly(mask, [outline], 1, lineType=cv2.LINE_8, shift=4)
+    return masks.astype(bool)
+
+
+# ---------------------------------------------------------------- metrics (pure)
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson r, or None when either side is constant (r is undefined)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size < 2 or a.std() < 1e-9 or b.std() < 1e-9:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image PSNR (dB) of uint8 images (N, H, W, 3) on a [0, 1] scale, capped."""
+    diff = (a.astype(np.float64) - b.astype(np.float64)) / 255.0
+    mse = (diff ** 2).reshape(len(a), -1).mean(1)
+    with np.errstate(divide="ignore"):
+        return np.minimum(10.0 * np.log10(1.0 / mse), PSNR_CAP_DB)
+
+
+def masked_mean(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per-image mean of ``values`` (N, H, W) inside ``masks``; NaN where a mask is empty."""
+    counts = masks.reshape(len(masks), -1).sum(1)
+    sums = (values * masks).reshape(len(values), -1).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def au_errors(requested: np.ndarray, estimated: np.ndarray, observable: np.ndarray) -> dict[str, dict]:
+    """Per AU MAE and Pearson r of ``estimated`` against ``requested`` (both (K, 17));
+    unobservable AUs get None."""
+    out = {}
+    for i, name in enumerate(AU_NAMES):
+        if not observable[i] or not len(requested):
+            out[name] = {"mae": None, "r": None}
+            continue
+        out[name] = {"mae": float(np.abs(estimated[:, i] - requested[:, i]).mean()),
+                     "r": pearson(requested[:, i], estimated[:, i])}
+    return out
+
+
+def _mean(values) -> float | None:
+    """Mean of the defined values (None and NaN skipped); None when there are none."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class SetResult:
+    """One target set's measurements per face."""
+
+    targets: np.ndarray      # (N, 17)
+    estimated: np.ndarray    # (N, 17)
+    found: np.ndarray        # (N,) bool: a face in the edited crop
+    cycle_l1: np.ndarray     # (N,)
+    cycle_psnr: np.ndarray   # (N,)
+    change_face: np.ndarray  # (N,) NaN where the input's face was not found
+    change_outside: np.ndarray
+
+
+def measure_set(editor, reader: AUReader, held: HeldOut, inputs: Readings, masks: np.ndarray,
+                targets: np.ndarray, bar=None) -> SetResult:
+    n = len(held.crops)
+    result = SetResult(np.asarray(targets, dtype=np.float32), np.zeros((n, N_AUS), np.float32),
+                       np.zeros(n, bool), *(np.zeros(n) for _ in range(4)))
+    for start in range(0, n, CHUNK):
+        part = slice(start, min(start + CHUNK, n))
+        crops = held.crops[part]
+        edited = editor.edit(crops, result.targets[part])
+        back = editor.edit(edited.output, held.labels[part])
+        read = reader.read(edited.output)
+        result.estimated[part], result.found[part] = read.aus, read.found
+        diff = np.abs(back.output.astype(np.float32) - crops.astype(np.float32)) / 255.0
+        result.cycle_l1[part] = diff.reshape(len(crops), -1).mean(1)
+        result.cycle_psnr[part] = psnr(back.output, crops)
+        change = 1.0 - edited.attention
+        result.change_face[part] = np.where(inputs.found[part], masked_mean(change, masks[part]), np.nan)
+        result.change_outside[part] = np.where(inputs.found[part], masked_mean(change, ~masks[part]), np.nan)
+        if bar is not None:
+            bar.update(len(crops))
+    return result
+
+
+def summarise(held: HeldOut, inputs: Readings, sets: dict[str, SetResult],
+              observable: np.ndarray) -> dict[str, Any]:
+    """Every number of the report (JSON-ready; undefined values are None)."""
+    requested, generated, baseline = [], [], []
+    per_target = {}
+    for name, res in sets.items():
+        pair = res.found & inputs.found
+        wanted = res.targets[pair]
+        requested.append(wanted)
+        generated.append(res.estimated[pair])
+        baseline.append(inputs.aus[pair])
+        per_target[name] = {
+            "targets": "other held-out faces' AUs" if name.startswith("heldout_") else "preset",
+            "n": int(len(res.found)), "found": int(res.found.sum()),
+            "au_mae": _mean([np.abs(res.estimated[pair] - wanted)[:, observable].mean()] if pair.any() else []),
+            "au_mae_input": _mean([np.abs(inputs.aus[pair] - wanted)[:, observable].mean()] if pair.any() else []),
+            "cycle_l1": float(res.cycle_l1.mean()), "cycle_psnr_db": float(res.cycle_psnr.mean()),
+            "change_face": _mean(res.change_face[inputs.found]),
+            "change_outside": _mean(res.change_outside[inputs.found]),
+        }
+    requested, generated, baseline = (np.concatenate(x) for x in (requested, generated, baseline))
+    edited_err = au_errors(requested, generated, observable)
+    input_err = au_errors(requested, baseline, observable)
+    noise = np.abs(inputs.aus[inputs.found] - held.labels[inputs.found])
+    per_au = {}
+    for i, name in enumerate(AU_NAMES):
+        per_au[name] = {
+            "facs_name": FACS_NAMES[name], "observable": bool(observable[i]),
+            "mae": edited_err[name]["mae"], "r": edited_err[name]["r"],
+            "mae_input": input_err[name]["mae"], "r_input": input_err[name]["r"],
+            "label_noise_mae": float(noise[:, i].mean()) if observable[i] and len(noise) else None,
+        }
+    all_sets = list(sets.values())
+    found_edits = sum(int(r.found.sum()) for r in all_sets)
+    total_edits = sum(len(r.found) for r in all_sets)
+    return {
+        "n_faces": len(held.names),
+        "n_edits": total_edits,
+        "faces_found": {"inputs": int(inputs.found.sum()), "edits": found_edits,
+                        "edits_missed": total_edits - found_edits,
+                        "pairs_scored": int(len(requested))},
+        "au_error": {
+            "observable": [n for n, o in zip(AU_NAMES, observable) if o],
+            "mean": {key: _mean(per_au[n][key] for n in AU_NAMES if per_au[n]["observable"])
+                     for key in ("mae", "mae_input", "r", "r_input", "label_noise_mae")},
+            "per_au": per_au,
+        },
+        "cycle": {"l1": float(np.mean([r.cycle_l1.mean() for r in all_sets])),
+                  "psnr_db": float(np.mean([r.cycle_psnr.mean() for r in all_sets]))},
+        "change": {"face": _mean(t["change_face"] for t in per_target.values()),
+                   "outside_face": _mean(t["change_outside"] for t in per_target.values()),
+                   "presets": _mean(per_target[p]["change_face"] for p in PRESETS)},
+        "per_target": per_target,
+    }
+
+
+def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
+    """Measure, draw and write the report folder; returns metrics.json's content."""
+    inputs_paths = [opts.data] + ([opts.checkpoint] if opts.checkpoint is not None else [])
+    check_output(opts.out, inputs_paths, opts.overwrite)
+    from animator.model.checkpoint import DEFAULT_MODEL_DIR, load_generator
+    from animator.model.inference import FaceEditor
+    from animator.train.data import TEST_IDS, dataset_summary
+
+    generator, config = load_generator(opts.checkpoint)
+    n_parameters = sum(p.numel() for p in generator.parameters())
+    editor = FaceEditor(generator, opts.device, opts.precision, opts.batch_size, config=config)
+    held = load_heldout(opts.data, editor.image_size, opts.limit, opts.seed)
+    reader = AUReader(opts.upscale, opts.score_threshold)
+    inputs = reader.read(held.crops)
+    masks = face_masks(inputs.meshes, editor.image_size)
+    sets = target_sets(held.labels, opts.random_sets, opts.seed)
+    with progress(len(sets) * len(held.names), "evaluate", opts.quiet, unit="face") as bar:
+        results = {name: measure_set(editor, reader, held, inputs, masks, targets, bar)
+                   for name, targets in sets}
+    metrics = summarise(held, inputs, results, reader.observable)
+    grid_rows = pick_faces(inputs.found, opts.grid_faces, opts.seed)
+    grid = draw_grid(editor, held.crops[grid_rows])
+    strip = draw_morph(editor, held.crops[grid_rows[0]], opts.morph_steps)
+    test_ids = opts.data / TEST_IDS
+    report = {
+        "format": FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "animator_version": __version__,
+        "checkpoint": {"path": str(opts.checkpoint or DEFAULT_MODEL_DIR), "parameters": n_parameters,
+                       "config": config.to_json()},
+        "data": {**dataset_summary(opts.data), "split": "test", "held_out": held.available,
+                 "evaluated": len(held.names), "limit": opts.limit,
+                 "test_ids_sha256": hashlib.sha256(test_ids.read_bytes()).hexdigest()},
+        "settings": {"seed": opts.seed, "random_sets": opts.random_sets, "presets": list(PRESETS),
+                     "device": str(editor.device), "precision": editor.precision,
+                     "upscale": opts.upscale, "score_threshold": opts.score_threshold,
+                     "estimator": reader.estimator.provenance, "psnr_cap_db": PSNR_CAP_DB,
+                     "grid_faces": [held.names[i] for i in grid_rows],
+                     "morph_face": held.names[grid_rows[0]], "morph": list(MORPH_KEYS)},
+        **_rounded(metrics),
+        "files": {"grid": "grid.png", "morph_strip": "morph_strip.png", "table": "metrics.md"},
+    }
+    with atomic_output(opts.out, inputs_paths, opts.overwrite, directory=True) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "metrics.md").write_text(markdown(report))
+        write_image(tmp / "grid.png", grid)
+        write_image(tmp / "morph_strip.png", strip)
+    return report
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 5) if np.isfinite(value) else None
+    return value
+
+
+# ---------------------------------------------------------------- pictures
+
+def pick_faces(found: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A seeded sample of faces, those the estimator found first (they are the clear ones)."""
+    order = np.random.default_rng(seed + 1).permutation(len(found))
+    order = np.concatenate([order[found[order]], order[~found[order]]])
+    return order[:count]
+
+
+def labelled_row(cells: list[np.ndarray], titles: list[str]) -> np.ndarray:
+    """Cells side by side with GAP px between them and a white header strip of titles."""
+    size = cells[0].shape[0]
+    width = len(cells) * size + (len(cells) - 1) * GAP
+    header = np.full((HEADER_HEIGHT, width, 3), 255, np.uint8)
+    body = np.full((size, width, 3), 255, np.uint8)
+    for k, (cell, title) in enumerate(zip(cells, titles)):
+        x = k * (size + GAP)
+        body[:, x:x + size] = cell
+        scale = 0.45
+        (tw, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.putText(header, title, (x + max(0, (size - tw) // 2), (HEADER_HEIGHT + th) // 2),
+                    cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([header, body])
+
+
+def draw_grid(editor, crops: np.ndarray) -> np.ndarray:
+    """Rows: faces; columns: the input, then each of GRID_COLUMNS."""
+    n = len(crops)
+    targets = np.stack([preset(name) for name in GRID_COLUMNS])
+    edited = editor.edit(np.repeat(crops, len(GRID_COLUMNS), axis=0), np.tile(targets, (n, 1)))
+    edited = edited.output.reshape(n, len(GRID_COLUMNS), *crops.shape[1:])
+    rows = [labelled_row([crops[0], *edited[0]], ["input", *GRID_COLUMNS])]
+    for i in range(1, n):
+        row = labelled_row([crops[i], *edited[i]], [""] * (1 + len(GRID_COLUMNS)))[HEADER_HEIGHT:]
+        rows += [np.full((GAP, row.shape[1], 3), 255, np.uint8), row]
+    return np.vstack(rows)
+
+
+def morph_targets(steps: int) -> tuple[np.ndarray, list[str]]:
+    """``steps + 1`` AU vectors along MORPH_KEYS, evenly spaced, and their labels."""
+    keys = np.stack([preset(name) for name in MORPH_KEYS])
+    t = np.linspace(0.0, len(MORPH_KEYS) - 1, steps + 1)
+    lower = np.minimum(np.floor(t).astype(int), len(MORPH_KEYS) - 2)
+    w = (t - lower)[:, None].astype(np.float32)
+    aus = (1 - w) * keys[lower] + w * keys[lower + 1]
+    labels = [MORPH_KEYS[round(x)] if abs(x - round(x)) < 1e-6 else "" for x in t]
+    return aus.astype(np.float32), labels
+
+
+def draw_morph(editor, crop: np.ndarray, steps: int) -> np.ndarray:
+    aus, labels = morph_targets(steps)
+    edited = editor.edit(np.repeat(crop[None], len(aus), axis=0), aus).output
+    return labelled_row([crop, *edited], ["input", *labels])
+
+
+# ---------------------------------------------------------------- markdown
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The model card's evaluation tables."""
+    err = report["au_error"]
+    mean = err["mean"]
+    found = report["faces_found"]
+    n_sets = len(report["per_target"])
+    lines = [
+        f"Held-out split: {report['n_faces']} faces (of {report['data']['held_out']}), "
+        f"{n_sets} targets each ({report['settings']['random_sets']} sets of other held-out faces' "
+        f"AUs and {n_sets - report['settings']['random_sets']} presets), {report['n_edits']} edits. "
+        f"AUs read back with animator's landmark estimator ({len(err['observable'])} observable AUs).",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| AU MAE, edited face vs requested (0-5 scale) | {_fmt(mean['mae'])} |",
+        f"| AU MAE, unedited input vs requested (baseline) | {_fmt(mean['mae_input'])} |",
+        f"| AU Pearson r, edited / input | {_fmt(mean['r'])} / {_fmt(mean['r_input'])} |",
+        f"| estimator noise on inputs (label vs 128 px crop MAE) | {_fmt(mean['label_noise_mae'])} |",
+        f"| faces found in edits | {found['edits']} / {report['n_edits']} "
+        f"({100 * found['edits'] / max(1, report['n_edits']):.1f} %) |",
+        f"| cycle reconstruction L1 ([0, 1]) | {_fmt(report['cycle']['l1'], 4)} |",
+        f"| cycle reconstruction PSNR | {_fmt(report['cycle']['psnr_db'], 2)} dB |",
+        f"| mean change 1 - A inside the face (presets) | {_fmt(report['change']['presets'])} |",
+        f"| mean change 1 - A inside the face (all targets) | {_fmt(report['change']['face'])} |",
+        f"| mean change 1 - A outside the face | {_fmt(report['change']['outside_face'])} |",
+        "",
+        "| AU | FACS name | MAE edited | MAE input | r edited | r input | estimator noise |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in err["per_au"].items():
+        if not row["observable"]:
+            lines.append(f"| {name} | {row['facs_name']} | not observable | | | | |")
+            continue
+        lines.append(f"| {name} | {row['facs_name']} | {_fmt(row['mae'])} | {_fmt(row['mae_input'])} | "
+                     f"{_fmt(row['r'])} | {_fmt(row['r_input'])} | {_fmt(row['label_noise_mae'])} |")
+    lines += ["",
+              "| target | AU MAE edited | AU MAE input | faces found | change (face) | cycle L1 | cycle PSNR |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, row in report["per_target"].items():
+        lines.append(f"| {name} | {_fmt(row['au_mae'])} | {_fmt(row['au_mae_input'])} | "
+                     f"{row['found']}/{row['n']} | {_fmt(row['change_face'])} | "
+                     f"{_fmt(row['cycle_l1'], 4)} | {_fmt(row['cycle_psnr_db'], 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    @click.command("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--checkpoint", type=click.Path(path_type=Path),
+                  help="Generator: animator model folder, .safetensors or GANimation .pth "
+                       "(default: the shipped model).")
+    @click.option("--data", required=True, type=click.Path(path_type=Path),
+                  help="GANimation-layout set; its test_ids.csv is the held-out split.")
+    @click.option("--out", required=True, type=click.Path(path_type=Path), help="Report folder to write.")
+    @click.option("--limit", type=int, help="Evaluate a seeded sample of this many held-out faces.")
+    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+                  show_default=True)
+    @click.option("--batch-size", type=int, default=64, show_default=True)
+    @click.option("--random-sets", type=int, default=2, show_default=True,
+                  help="Target sets drawn from other held-out faces' AUs (besides the presets).")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--upscale", type=float, default=2.0, show_default=True,
+                  help="Enlarge crops this much before detecting faces in them.")
+    @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+    @click.option("--quiet", "-q", is_flag=True)
+    def command(**kwargs: Any) -> None:
+        """Measure a generator on the held-out faces: AU error, cycle error, attention, pictures."""
+        try:
+            report = evaluate(EvaluateOptions(**kwargs))
+        except AnimatorError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not kwargs["quiet"]:
+            click.echo(f"{kwargs['out']}: {report['n_faces']} faces, AU MAE "
+                       f"{_fmt(report['au_error']['mean']['mae'])} (input "
+                       f"{_fmt(report['au_error']['mean']['mae_input'])}), cycle L1 "
+                       f"{_fmt(report['cycle']['l1'], 4)}", err=True)
+
+    command.main(args=argv, prog_name="python -m pipelines.evaluate")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
