@@ -1,0 +1,182 @@
+"""``animator morph``: one photo moving smoothly from one AU target to another.
+
+The face is found once (largest face), cropped once, and the generator runs on the same crop
+with the AU vector eased from A to B; each result is pasted back at full resolution. OUT is a
+video (.mp4/.mov/.mkv/.webm, through the same encoder as render), an animated .gif (Pillow),
+or a folder of PNGs with frames.json (any OUT without one of those suffixes).
+"""
+
+from __future__ import annotations
+
+import time as clock
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from animator import aus
+from animator.errors import AnimatorError
+from animator.media.decode import VideoFrame, VideoInfo
+from animator.media.encode import CONTAINERS, EncodeOptions, VideoWriter, plan_encoding
+from animator.media.images import read_image
+from animator.outputs import atomic_output, check_output
+from animator.progress import progress
+from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_editor,
+                              composite_faces, edit_faces)
+
+EASINGS = ("linear", "in", "out", "in-out")
+GIF_SUFFIX = ".gif"
+MAX_FPS = 240.0
+
+
+@dataclass
+class MorphOptions:
+    image: Path
+    source: str  # --from: a preset, AU=value list or JSON
+    target: str  # --to
+    out: Path
+    frames: int = 48
+    fps: float = 24.0
+    ease: str = "in-out"
+    pingpong: bool = False
+    checkpoint: Path | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    mattes: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+def ease(t: np.ndarray, kind: str) -> np.ndarray:
+    """Easing curves on [0, 1] (cubic ``in``/``out``, smoothstep ``in-out``)."""
+    t = np.clip(np.asarray(t, dtype=np.float64), 0.0, 1.0)
+    if kind == "linear":
+        return t
+    if kind == "in":
+        return t ** 3
+    if kind == "out":
+        return 1.0 - (1.0 - t) ** 3
+    if kind == "in-out":
+        return t * t * (3.0 - 2.0 * t)
+    raise AnimatorError(f"--ease: {kind!r} is not one of {', '.join(EASINGS)}")
+
+
+def morph_targets(a: np.ndarray, b: np.ndarray, frames: int, kind: str, pingpong: bool) -> np.ndarray:
+    """(N, 17) AU vectors from ``a`` to ``b`` (and back without repeating the ends)."""
+    t = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    w = ease(t, kind)[:, None]
+    vectors = (a[None] * (1.0 - w) + b[None] * w).astype(np.float32)
+    if pingpong and frames > 2:
+        vectors = np.concatenate([vectors, vectors[-2:0:-1]])
+    return np.clip(vectors, aus.AU_MIN, aus.AU_MAX)
+
+
+def output_kind(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix in CONTAINERS:
+        return "video"
+    if suffix == GIF_SUFFIX:
+        return "gif"
+    if suffix:
+        raise AnimatorError(f"{out}: unsupported output {suffix!r}: use .mp4, .mov, .mkv, .webm, "
+                            ".gif, or a folder name (no suffix) for PNGs")
+    return "folder"
+
+
+def morph(opts: MorphOptions) -> Summary:
+    began = clock.perf_counter()
+    if opts.frames < 2:
+        raise AnimatorError(f"--frames: {opts.frames} must be at least 2")
+    if not 0 < opts.fps <= MAX_FPS:
+        raise AnimatorError(f"--fps: {opts.fps:g} must be in (0, {MAX_FPS:g}]")
+    kind = output_kind(Path(opts.out))
+    if opts.mattes and kind != "folder":
+        raise AnimatorError("--mattes: only a folder OUT holds mattes")
+    a = aus.parse_target(opts.source, "--from")
+    b = aus.parse_target(opts.target, "--to")
+    vectors = morph_targets(a, b, opts.frames, opts.ease, opts.pingpong)
+    image = read_image(opts.image)
+    h, w = image.shape[:2]
+    fps = Fraction(opts.fps).limit_denominator(1001)
+    info = VideoInfo(path=Path(opts.image), width=w, height=h, fps=fps, time_base=1 / fps,
+                     start_pts=0, frames=len(vectors), duration=len(vectors) / float(fps),
+                     rotation=0, codec="image", pix_fmt=None, colorspace=None, color_range=None,
+                     has_audio=False)
+    notes: list[str] = []
+    if kind == "video":
+        notes += plan_encoding(opts.out, w, h, opts.encode).notes
+    inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
+    check_output(opts.out, inputs, opts.overwrite)
+    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
+    face = find_face(image, editor.crop_policy, opts.image)
+
+    summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
+    jobs = _frames(image, face, vectors, editor, fps, opts.batch_size, opts.mattes)
+    with progress(len(vectors), "morphing", opts.quiet) as bar, \
+            atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
+        if kind == "video":
+            with VideoWriter(tmp, info, opts.encode, audio=False) as writer:
+                for job in jobs:
+                    writer.write(job.frame.rgb, job.frame.pts)
+                    bar.update(1)
+        elif kind == "gif":
+            write_gif(tmp, (job.frame.rgb for job in _counted(jobs, bar)), float(fps))
+        else:
+            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute") as export:
+                for job in jobs:
+                    export.add(job)
+                    bar.update(1)
+    summary.frames = summary.faces_edited = len(vectors)
+    summary.frames_dir = str(opts.out) if kind == "folder" else None
+    summary.seconds = clock.perf_counter() - began
+    return summary
+
+
+def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
+    """The largest face's crop and transform (5-point alignment from the detector)."""
+    from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
+    from animator.faces.detect import FaceDetector  # noqa: PLC0415
+
+    detections = FaceDetector().detect(image)
+    if not detections:
+        raise AnimatorError(f"{source}: no face found in the image")
+    face = detections[0]
+    M = crop_transform(policy, face.points, face.box)
+    return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
+                   points=np.asarray(face.points), M=M, crop=warp_crop(image, M, policy.size),
+                   target=np.zeros(aus.N_AUS, np.float32))
+
+
+def _frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, fps: Fraction,
+            batch_size: int, mattes: bool) -> Iterator[FrameJob]:
+    """Generate in batches of the same crop with changing AUs; composite each result."""
+    for first in range(0, len(vectors), batch_size):
+        batch = []
+        for i in range(first, min(first + batch_size, len(vectors))):
+            job_face = FaceJob(track_id=face.track_id, box=face.box, score=face.score,
+                               points=face.points, M=face.M, crop=face.crop, target=vectors[i])
+            frame = VideoFrame(index=i, time=float(i / fps), rgb=image, pts=i, duration=1,
+                               time_base=1 / fps)
+            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face]))
+        edit_faces(editor, [job.faces[0] for job in batch])
+        for job in batch:
+            composite_faces(job, mattes)
+            yield job
+
+
+def _counted(jobs: Iterator[FrameJob], bar) -> Iterator[FrameJob]:
+    for job in jobs:
+        bar.update(1)
+        yield job
+
+
+def write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
+    """An endlessly looping GIF (Pillow, adaptive palette per frame)."""
+    from PIL import Image  # noqa: PLC0415 (Pillow comes with matplotlib)
+
+    images = [Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE) for rgb in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(20, round(1000 / fps)), loop=0, disposal=1)
