@@ -316,8 +316,18 @@ def test_single_safetensors_file_with_embedded_config(tmp_path):
     assert bare_config.provenance["source_format"] == "animator"
 
 
-def test_default_model_and_bad_inputs(tmp_path):
-    with pytest.raises(AnimatorError, match="no default model is shipped yet.*--checkpoint"):
+def test_shipped_default_model_loads():
+    generator, config = load_generator(None)
+    assert config.generator.image_size == 128 and config.crop_policy["kind"] == "aligned"
+    assert "UTKFace" in config.provenance["data"]["name"]
+    assert sum(p.numel() for p in generator.parameters()) == 8_471_296
+
+
+def test_default_model_and_bad_inputs(tmp_path, monkeypatch):
+    import animator.model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL_DIR", tmp_path / "no_default_here")
+    with pytest.raises(AnimatorError, match="default model is missing.*--checkpoint"):
         load_generator(None)
     with pytest.raises(AnimatorError, match="no such file"):
         load_generator(tmp_path / "nope")

@@ -203,8 +203,9 @@ def load_state(path: str | Path | None) -> tuple[dict[str, torch.Tensor], ModelC
 def _resolve(path: str | Path | None) -> Path:
     if path is None:
         if not (DEFAULT_MODEL_DIR / CONFIG_NAME).is_file():
-            raise AnimatorError("no default model is shipped yet; pass --checkpoint PATH (an animator "
-                                "model folder or .safetensors, or a GANimation .pth/.ckpt)")
+            raise AnimatorError(f"{DEFAULT_MODEL_DIR}: the default model is missing from this "
+                                "installation; reinstall animator or pass --checkpoint PATH (an "
+                                "animator model folder or .safetensors, or a GANimation .pth/.ckpt)")
         return DEFAULT_MODEL_DIR
     path = Path(path)
     if not path.exists():
