@@ -267,10 +267,7 @@ def _au_values(data: object, mode: str, where: str) -> dict[str, float]:
         raise AnimatorError(f"{where}: is empty: name at least one AU, e.g. {{\"AU12\": 3}}")
     values: dict[str, float] = {}
     for key, value in data.items():
-        try:
-            au = aus.canonical_au_name(key)
-        except AnimatorError as exc:
-            raise AnimatorError(f"{where}.{key}: {exc}") from None
+        au = _au_key(key, where)
         if au in values:
             raise AnimatorError(f"{where}.{key}: {au} is given twice in this key")
         if mode == "absolute":
@@ -290,12 +287,17 @@ def _interpolation_per_au(data: object, source: str) -> dict[str, str]:
         raise AnimatorError(f"{where}: expected an object like {{\"AU45\": \"linear\"}}, got {_kind(data)}")
     result: dict[str, str] = {}
     for key, value in data.items():
-        try:
-            au = aus.canonical_au_name(key)
-        except AnimatorError as exc:
-            raise AnimatorError(f"{where}.{key}: {exc}") from None
+        au = _au_key(key, where)
         result[au] = _choice(value, INTERPOLATIONS, f"{where}.{key}")
     return result
+
+
+def _au_key(key: str, where: str) -> str:
+    """The canonical AU name of an object key; errors name the key's JSON path."""
+    try:
+        return aus.canonical_au_name(key)
+    except AnimatorError as exc:
+        raise AnimatorError(f"{where}.{key}: {exc}") from None
 
 
 def _check_fields(data: Mapping, allowed: tuple[str, ...], source: str, prefix: str) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from animator import __version__
 from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
 from animator.errors import AnimatorError
-from animator.media.images import is_image, read_image, write_image
+from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
 
@@ -98,28 +98,8 @@ def load_heldout(data: Path, size: int, limit: int | None, seed: int) -> HeldOut
     rows = np.arange(len(faces))
     if limit is not None and limit < len(faces):
         rows = np.sort(np.random.default_rng(seed).choice(len(faces), limit, replace=False))
-    crops = np.stack([_model_size(read_image(image_file(faces.root, faces.names[i])), size) for i in rows])
+    crops = np.stack([faces.image(i, size) for i in rows])
     return HeldOut([faces.names[i] for i in rows], crops, faces.aus[rows], len(faces))
-
-
-def image_file(root: Path, name: str) -> Path:
-    """``imgs/NAME.<any image suffix>`` (sets may be JPEG, WebP or PNG)."""
-    from animator.train.data import IMAGE_SUFFIX, IMAGES_DIR
-
-    default = root / IMAGES_DIR / f"{name}{IMAGE_SUFFIX}"
-    if default.is_file():
-        return default
-    found = sorted(p for p in (root / IMAGES_DIR).glob(f"{name}.*") if is_image(p))
-    if not found:
-        raise AnimatorError(f"{default.parent}: no image for held-out face {name!r}")
-    return found[0]
-
-
-def _model_size(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[:2] == (size, size):
-        return image
-    shrink = image.shape[0] > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def target_sets(labels: np.ndarray, random_sets: int, seed: int) -> list[tuple[str, np.ndarray]]:

@@ -42,19 +42,6 @@ class FacesOptions:
     quiet: bool = False
 
 
-def parse_select(value: str) -> str | int:
-    value = value.strip().lower()
-    if value in ("largest", "all"):
-        return value
-    try:
-        face_id = int(value)
-    except ValueError:
-        raise AnimatorError(f"--select: {value!r} is not largest, all or a face ID") from None
-    if face_id < 0:
-        raise AnimatorError(f"--select: face IDs start at 0, got {face_id}")
-    return face_id
-
-
 def faces(opts: FacesOptions) -> dict:
     """Run the diagnostic; returns the faces JSON document (also written to ``json_out``)."""
     image = is_image(opts.input)

@@ -117,20 +117,6 @@ class FrameJob:
     matte: np.ndarray | None = None
 
 
-def parse_select(value: str) -> str | int:
-    """``largest`` | ``all`` | a track id (integer)."""
-    text = str(value).strip().lower()
-    if text in ("largest", "all"):
-        return text
-    try:
-        track = int(text)
-    except ValueError:
-        raise AnimatorError(f"--select: {value!r} is not 'largest', 'all' or a face id") from None
-    if track < 0:
-        raise AnimatorError(f"--select: face id {track} must be >= 0")
-    return track
-
-
 def check_range(start: float | None, end: float | None) -> None:
     if start is not None and start < 0:
         raise AnimatorError(f"--start: {start:g} is negative")
@@ -140,8 +126,10 @@ def check_range(start: float | None, end: float | None) -> None:
 
 def render(opts: RenderOptions) -> Summary:
     """Run the whole render; outputs appear only if everything succeeded."""
+    from animator.faces.track import parse_selection  # noqa: PLC0415
+
     began = clock.perf_counter()
-    select = parse_select(opts.select)
+    select = parse_selection(opts.select)
     check_range(opts.start, opts.end)
     if opts.batch_size < 1:
         raise AnimatorError(f"--batch-size: {opts.batch_size} must be >= 1")

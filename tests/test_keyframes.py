@@ -114,9 +114,12 @@ def test_timecodes(text: str, expected: tuple[float, float]) -> None:
 
 
 def test_load_keyframes_reads_the_examples() -> None:
-    for name in ("smile.json", "surprise_blink.json"):
+    names = sorted(p.name for p in (REPO / "examples").glob("*.json"))
+    assert names == ["relative_smile.json", "smile.json", "surprise_blink.json"]
+    for name in names:
         kf = load_keyframes(REPO / "examples" / name)
-        assert kf.end_time(30) <= 2.4  # both fit the 2.4 s example clip
+        assert kf.end_time(30) <= 2.4  # all fit the 2.4 s example clip
+    assert load_keyframes(REPO / "examples" / "relative_smile.json").mode == "relative"
 
 
 def test_relative_mode_accepts_negative_offsets() -> None:

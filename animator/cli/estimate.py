@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from animator.cli.options import (landmarks_option, overwrite_option, quiet_option,
+                                  score_threshold_option, select_option)
+
 
 @click.command("estimate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
@@ -14,15 +17,12 @@ import click
                    "(a folder of images adds a leading 'file' column).")
 @click.option("--plot", type=click.Path(path_type=Path),
               help="Also draw the AU curves over time (.png, .svg, .pdf).")
-@click.option("--select", default="largest", show_default=True,
-              help="Video faces to report: 'largest' (the biggest track), 'all', or a face ID.")
-@click.option("--landmarks", type=click.Choice(["mesh", "fan"]), default="mesh", show_default=True,
-              help="468-point face mesh (shipped), or 68-point FAN (pip install animator[fan]; "
-                   "fewer AUs: see docs/au_estimation.md).")
-@click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
-              help="Minimum detector confidence for a face.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@select_option("Video faces to report: 'largest' (the biggest track), 'all', or a face ID.")
+@landmarks_option("468-point face mesh (shipped), or 68-point FAN (pip install animator[fan]; "
+                  "fewer AUs: see docs/au_estimation.md).")
+@score_threshold_option
+@overwrite_option("Replace existing outputs.")
+@quiet_option
 def command(input_path: Path, output: Path, plot: Path | None, select: str, landmarks: str,
             score_threshold: float, overwrite: bool, quiet: bool) -> None:
     """Estimate the 17 AU intensities (0-5) of INPUT: a video (one row per frame and face), a
@@ -31,11 +31,11 @@ def command(input_path: Path, output: Path, plot: Path | None, select: str, land
     Frames are numbered from 1 as in OpenFace; rows where no face was found have
     confidence 0 and all AUs 0. Geometry cannot see AU14 (dimpler): it is always 0.
     """
+    from animator.faces.track import parse_selection  # noqa: PLC0415
     from pipelines.estimate import EstimateOptions, estimate  # noqa: PLC0415
-    from pipelines.faces import parse_select  # noqa: PLC0415
 
     rows = estimate(EstimateOptions(input=input_path, output=output, plot=plot,
-                                    select=parse_select(select), landmarks=landmarks,
+                                    select=parse_selection(select), landmarks=landmarks,
                                     score_threshold=score_threshold, overwrite=overwrite,
                                     quiet=quiet))
     if not quiet:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from animator.cli.options import (landmarks_option, overwrite_option, quiet_option,
+                                  score_threshold_option, select_option)
+
 
 @click.command("faces")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
@@ -14,24 +17,22 @@ import click
                    "Without --json or --preview the JSON goes to stdout.")
 @click.option("--preview", type=click.Path(path_type=Path),
               help="Draw boxes, IDs and landmarks: an image for an image, a video (.mp4, .mkv ...) for a video.")
-@click.option("--select", default="largest", show_default=True,
-              help="Which faces to report: 'largest' (the biggest track), 'all', or a face ID.")
-@click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
-              help="Minimum detector confidence for a face.")
-@click.option("--landmarks", type=click.Choice(["mesh", "fan"]), default="mesh", show_default=True,
-              help="Landmarks drawn in the preview: the shipped 468-point face mesh, or 68-point "
-                   "FAN (needs 'pip install animator[fan]' and a network to fetch its weights once).")
+@select_option("Which faces to report: 'largest' (the biggest track), 'all', or a face ID.")
+@score_threshold_option
+@landmarks_option("Landmarks drawn in the preview: the shipped 468-point face mesh, or 68-point "
+                  "FAN (needs 'pip install animator[fan]' and a network to fetch its weights once).")
 @click.option("--max-gap", type=click.IntRange(0, 1000), default=10, show_default=True,
               help="Frames a face may go missing and keep its ID (the gap is interpolated).")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@overwrite_option("Replace existing outputs.")
+@quiet_option
 def command(input_path: Path, json_out: Path | None, preview: Path | None, select: str,
             score_threshold: float, landmarks: str, max_gap: int, overwrite: bool, quiet: bool) -> None:
     """Find the faces in INPUT (a photo or a video) and follow them through the video."""
-    from pipelines.faces import FacesOptions, dumps_faces, faces, parse_select  # noqa: PLC0415
+    from animator.faces.track import parse_selection  # noqa: PLC0415
+    from pipelines.faces import FacesOptions, dumps_faces, faces  # noqa: PLC0415
 
     document = faces(FacesOptions(input=input_path, json_out=json_out, preview=preview,
-                                  select=parse_select(select), score_threshold=score_threshold,
+                                  select=parse_selection(select), score_threshold=score_threshold,
                                   landmarks=landmarks, max_gap=max_gap, overwrite=overwrite,
                                   quiet=quiet))
     if json_out is None and preview is None:

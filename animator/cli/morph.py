@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from animator.cli.render import encode_options, model_options, output_options
+from animator.cli.options import encode_options, model_options, output_options
 
 EASINGS = ("linear", "in", "out", "in-out")
 

@@ -7,34 +7,7 @@ from pathlib import Path
 
 import click
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def model_options(func):
-    """--checkpoint, --batch-size, --device (shared with ``animator morph``)."""
-    func = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-                        help="Where the generator runs.")(func)
-    func = click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-                        help="Faces generated per batch.")(func)
-    return click.option("--checkpoint", type=click.Path(path_type=Path),
-                        help="Generator weights (animator folder or a GANimation checkpoint); "
-                             "default: the shipped model.")(func)
-
-
-def encode_options(func):
-    func = click.option("--preset", default="medium", show_default=True,
-                        help="x264/x265 speed preset.")(func)
-    func = click.option("--crf", type=int, default=18, show_default=True,
-                        help="Constant quality (lower is better; x264/x265/VP9).")(func)
-    return click.option("--codec", help="h264 (default; vp9 for .webm), h265, vp9, or lossless "
-                                        "ffv1 (.mkv) / png (.mov).")(func)
-
-
-def output_options(func):
-    func = click.option("--json", "as_json", is_flag=True,
-                        help="Print the summary as JSON on stdout.")(func)
-    func = click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")(func)
-    return click.option("--overwrite", is_flag=True, help="Replace an existing output.")(func)
+from animator.cli.options import encode_options, model_options, output_options, select_option
 
 
 @click.command("render")
@@ -44,8 +17,7 @@ def output_options(func):
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Output video (.mp4, .mov, .mkv or .webm).")
 @model_options
-@click.option("--select", default="largest", show_default=True,
-              help="Which faces to edit: 'largest', 'all', or a face id from 'animator faces'.")
+@select_option("Which faces to edit: 'largest', 'all', or a face id from 'animator faces'.")
 @encode_options
 @click.option("--frames", "frames_dir", type=click.Path(path_type=Path),
               help="Also export the frames as PNGs (frame_000001.png ...) with frames.json here.")

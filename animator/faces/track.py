@@ -59,6 +59,20 @@ def _lerp(a: np.ndarray | None, b: np.ndarray | None, w: float) -> np.ndarray | 
     return ((1.0 - w) * a + w * b).astype(np.float32)
 
 
+def parse_selection(value: str | int) -> str | int:
+    """``--select``: ``largest``, ``all`` or a face ID (an integer >= 0)."""
+    text = str(value).strip().lower()
+    if text in ("largest", "all"):
+        return text
+    try:
+        face_id = int(text)
+    except ValueError:
+        raise AnimatorError(f"--select: {value!r} is not largest, all or a face ID") from None
+    if face_id < 0:
+        raise AnimatorError(f"--select: face IDs start at 0, got {face_id}")
+    return face_id
+
+
 class Tracks:
     """All observations of a video (or image), by frame and by track."""
 
@@ -84,6 +98,7 @@ class Tracks:
 
     def select(self, which: str | int) -> "Tracks":
         """``largest`` (the track with the largest mean box), ``all``, or one track ID."""
+        which = parse_selection(which)
         if which == "all":
             return self
         if which == "largest":
@@ -92,10 +107,7 @@ class Tracks:
             ids = self.track_ids
             keep = max(ids, key=lambda i: (np.mean([o.area for o in self.track(i)]), -i))
         else:
-            try:
-                keep = int(which)
-            except (TypeError, ValueError):
-                raise AnimatorError(f"--select: {which!r} is not largest, all or a face ID") from None
+            keep = which
             if keep not in self.track_ids:
                 found = ", ".join(map(str, self.track_ids)) or "none"
                 raise AnimatorError(f"--select: no face with ID {keep} (IDs found: {found})")

@@ -1,0 +1,59 @@
+"""Click options that several commands share, declared once so their names, defaults and
+ranges agree. Where the wording depends on the command, a factory takes the help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # as animator.model.inference (not imported: torch)
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+
+score_threshold_option = click.option(
+    "--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
+    help="Minimum detector confidence for a face.")
+
+
+def overwrite_option(help: str):
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def select_option(help: str):
+    """``--select``: checked by :func:`animator.faces.track.parse_selection`."""
+    return click.option("--select", default="largest", show_default=True, help=help)
+
+
+def landmarks_option(help: str):
+    return click.option("--landmarks", type=click.Choice(["mesh", "fan"]), default="mesh",
+                        show_default=True, help=help)
+
+
+def model_options(func):
+    """--checkpoint, --batch-size, --device (``animator render`` and ``morph``)."""
+    func = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help="Where the generator runs.")(func)
+    func = click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                        help="Faces generated per batch.")(func)
+    return click.option("--checkpoint", type=click.Path(path_type=Path),
+                        help="Generator weights (animator folder or a GANimation checkpoint); "
+                             "default: the shipped model.")(func)
+
+
+def encode_options(func):
+    """--codec, --crf, --preset (``animator render`` and ``morph``)."""
+    func = click.option("--preset", default="medium", show_default=True,
+                        help="x264/x265 speed preset.")(func)
+    func = click.option("--crf", type=int, default=18, show_default=True,
+                        help="Constant quality (lower is better; x264/x265/VP9).")(func)
+    return click.option("--codec", help="h264 (default; vp9 for .webm), h265, vp9, or lossless "
+                                        "ffv1 (.mkv) / png (.mov).")(func)
+
+
+def output_options(func):
+    """--overwrite, --quiet, --json (``animator render`` and ``morph``)."""
+    func = click.option("--json", "as_json", is_flag=True,
+                        help="Print the summary as JSON on stdout.")(func)
+    func = quiet_option(func)
+    return overwrite_option("Replace an existing output.")(func)
