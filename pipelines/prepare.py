@@ -47,7 +47,7 @@ from animator.errors import AnimatorError
 from animator.media.images import is_image, read_image, write_image
 from animator.outputs import atomic_output
 from animator.progress import progress
-from animator.train.data import (AUS_FILE, IMAGE_SUFFIX, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN_IDS,
+from animator.train.data import (AUS_FILE, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN_IDS,
                                  split_of, write_aus, write_ids)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -57,7 +57,10 @@ OPENFACE_COLUMNS = tuple(f"{name}_r" for name in AU_NAMES)
 DROP_REASONS = ("unreadable", "no_face", "too_small", "blurry", "duplicate", "no_label")
 # Options that change what the images or labels are: a resumed run must keep them.
 RECORDED = ("size", "crop", "crop_scale", "every", "openface", "min_face", "blur_threshold",
-            "dedupe_threshold", "jpeg_quality")
+            "dedupe_threshold", "image_format", "quality")
+# Crop file formats: GANimation's JPEG, lossless PNG, or WebP (about half JPEG's size at the
+# same quality, for sets that must travel, e.g. to a GPU machine).
+IMAGE_FORMATS = ("jpg", "png", "webp")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class PrepareOptions:
     test_fraction: float = 0.1
     split_by: str = "file"
     workers: int = 1
-    jpeg_quality: int = 90
+    image_format: str = "jpg"
+    quality: int = 90
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -82,8 +86,11 @@ class PrepareOptions:
             raise AnimatorError(f"--test-fraction {self.test_fraction}: must be in [0, 1)")
         if self.split_by not in SPLIT_KEYS:
             raise AnimatorError(f"--split-by {self.split_by!r}: expected one of {', '.join(SPLIT_KEYS)}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise AnimatorError(f"--jpeg-quality {self.jpeg_quality}: must be 1-100")
+        if self.image_format not in IMAGE_FORMATS:
+            raise AnimatorError(f"--image-format {self.image_format!r}: expected one of "
+                                f"{', '.join(IMAGE_FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise AnimatorError(f"--quality {self.quality}: must be 1-100")
         if self.workers < 1:
             raise AnimatorError(f"--workers {self.workers}: must be at least 1")
         for name in ("min_face", "blur_threshold", "dedupe_threshold"):
@@ -310,8 +317,8 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
             return
         if frame is not None:
             last[:] = [thumbnail(crop)]
-        with atomic_output(out / IMAGES_DIR / f"{name}{IMAGE_SUFFIX}", overwrite=True) as tmp:
-            write_image(tmp, crop, quality=options.jpeg_quality)
+        with atomic_output(out / IMAGES_DIR / f"{name}.{options.image_format}", overwrite=True) as tmp:
+            write_image(tmp, crop, quality=options.quality)
         result.items.append((name, [round(float(v), 4) for v in np.clip(label, 0.0, AU_MAX)]))
 
     if source.kind == "image":

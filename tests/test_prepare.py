@@ -16,7 +16,7 @@ from animator.aus import AU_NAMES
 from animator.cli import cli
 from animator.errors import AnimatorError
 from animator.media.images import read_image, write_image
-from animator.train.data import read_aus, read_ids, split_of
+from animator.train.data import load_split, read_aus, read_ids, split_of
 from pipelines.prepare import PrepareOptions, collect_sources, prepare, read_openface_csv
 
 EXTRA_COLUMNS = ("frame", "face_id", "timestamp", "confidence", "success", "AU01_c", "AU12_c", "gaze_0_x")
@@ -153,6 +153,18 @@ def test_estimator_labels_when_no_csvs(photo_set, tmp_path):
     assert manifest["label_source"].startswith("animator estimator")
     result = CliRunner().invoke(cli, ["prepare", str(root), "--out", str(tmp_path / "d"), "--size", "32"])
     assert result.exit_code == 1 and "size" in result.output
+
+
+def test_webp_sets_load_like_jpeg_sets(photo_set, tmp_path):
+    root, _, _ = photo_set
+    result = CliRunner().invoke(cli, ["prepare", str(root / "alice"), "--out", str(tmp_path / "w"),
+                                      "--size", "64", "--min-face", "32", "--image-format", "webp",
+                                      "--quality", "80", "--test-fraction", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "w" / "imgs").iterdir())
+    assert len(files) == 2 and all(f.suffix == ".webp" for f in files)
+    faces = load_split(tmp_path / "w", "train")
+    assert faces.path(0).suffix == ".webp" and faces.image(0, 64).shape == (64, 64, 3)
 
 
 def test_openface_csv_reading(tmp_path):
