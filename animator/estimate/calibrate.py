@@ -1,6 +1,6 @@
 """Refit the AU calibration and write ``animator/assets/au_calibration.json``.
 
-    python -m animator.estimate.calibrate [--data ../shared/datasets/au-calibration/eric_andre]
+    python -m animator.estimate.calibrate --data CALIBRATION_SET  # e.g. the au-calibration/eric_andre folder
 
 Data: 81 consecutive 128x128 face crops of one person with OpenFace 2 intensities (aus.csv).
 The crops cut the chin at the edge, so each is padded with black (a photo has background
@@ -46,8 +46,6 @@ from animator.estimate import geometry
 from animator.estimate.aus import AU_MEASURES, AUMap, au_map_to_dict
 from animator.media.images import read_image
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "au-calibration" / "eric_andre"
 PAD = 32
 N_BLOCKS = 9
 MIN_STD, MIN_CV_R = 0.25, 0.4
@@ -182,7 +180,7 @@ def build_template(detector, landmarker) -> np.ndarray:
     return geometry.canonical_frame(landmarker.landmarks(rgb, found[0]))
 
 
-def calibrate(data: Path = DEFAULT_DATA) -> dict:
+def calibrate(data: Path) -> dict:
     """The full calibration document (template, per-layout maps, provenance)."""
     from animator.faces.detect import FaceDetector
     from animator.faces.landmarks import MeshLandmarker
@@ -226,7 +224,8 @@ def calibrate(data: Path = DEFAULT_DATA) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="calibration set folder")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="calibration set folder: face crops + OpenFace's aus.csv")
     parser.add_argument("--out", type=Path, default=au_table.CALIBRATION_PATH, help="calibration JSON")
     args = parser.parse_args(argv)
     from animator.outputs import atomic_output
@@ -234,7 +233,6 @@ def main(argv: list[str] | None = None) -> None:
     document = calibrate(args.data)
     with atomic_output(args.out, overwrite=True) as tmp:
         tmp.write_text(json.dumps(document, indent=1) + "\n")
-        tmp.chmod(0o644)  # package data: readable by everyone, unlike the private temp file
     for key, layout in document["layouts"].items():
         print(key)
         for name, entry in layout.items():
