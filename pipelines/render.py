@@ -158,7 +158,7 @@ def render(opts: RenderOptions) -> Summary:
     from animator.trajectory import sample_trajectory  # noqa: PLC0415
 
     samples = sample_trajectory(keyframes, np.asarray(times, dtype=np.float64), info.fps_float)
-    targets = FaceTargets(keyframes.mode, samples, tracks, opts.keyframes)
+    targets = FaceTargets(keyframes.mode, samples, tracks)
 
     summary.timings["tracking"] = clock.perf_counter() - began - summary.timings["setup"]
     stats = DecodeStats()
@@ -233,12 +233,12 @@ class FaceTargets:
     """The AU target of each face on each frame: the trajectory sample (absolute mode), or the
     actor's own AUs, smoothed over time, plus the sample's offsets (relative mode)."""
 
-    def __init__(self, mode: str, samples: np.ndarray, tracks, source: Path):
+    def __init__(self, mode: str, samples: np.ndarray, tracks):
         self.mode = mode
         self.samples = samples
         self._actor: dict[tuple[int, int], np.ndarray] = {}
         if mode == "relative":
-            self._actor = actor_aus(tracks, source)
+            self._actor = actor_aus(tracks)
 
     def target(self, position: int, frame_index: int, track_id: int) -> np.ndarray:
         sample = self.samples[position]
@@ -250,15 +250,12 @@ class FaceTargets:
         return np.clip(actor + sample, aus.AU_MIN, aus.AU_MAX).astype(np.float32)
 
 
-def actor_aus(tracks, source: Path) -> dict[tuple[int, int], np.ndarray]:
+def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
     """Per (frame, track) AUs estimated from each observation's mesh, smoothed per track in
     time with zero lag (:func:`animator.estimate.smooth_au_series`); observations without a
     mesh are filled from their neighbours."""
-    try:
-        from animator.estimate import AUEstimator, smooth_au_series  # noqa: PLC0415
-    except ImportError:
-        raise AnimatorError(f"{source}: relative keyframes need AU estimation from the face, "
-                            "which this build does not include yet") from None
+    from animator.estimate import AUEstimator, smooth_au_series  # noqa: PLC0415
+
     estimator = AUEstimator.default()
     result: dict[tuple[int, int], np.ndarray] = {}
     for track_id in tracks.track_ids:
