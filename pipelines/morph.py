@@ -175,7 +175,7 @@ def _counted(jobs: Iterator[FrameJob], bar) -> Iterator[FrameJob]:
 
 def write_gif(path: Path, frames: Iterator[np.ndarray], fps: float) -> None:
     """An endlessly looping GIF (Pillow, adaptive palette per frame)."""
-    from PIL import Image  # noqa: PLC0415 (Pillow comes with matplotlib)
+    from PIL import Image  # noqa: PLC0415 (only GIF output needs Pillow)
 
     images = [Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE) for rgb in frames]
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
