@@ -28,6 +28,13 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (
     return out
 
 
+def usual_mode(directory: bool = False) -> int:
+    """The permissions a new file (or folder) gets from the user's umask, e.g. 0o644."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
                   overwrite: bool = False, directory: bool = False) -> Iterator[Path]:
@@ -44,9 +51,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         os.close(fd)
         tmp = Path(name)
     # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the user's usual mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod((0o777 if directory else 0o666) & ~umask)
+    tmp.chmod(usual_mode(directory))
     try:
         yield tmp
         if directory and out.exists():

@@ -53,7 +53,10 @@ def estimate(opts: EstimateOptions) -> list[Row]:
         raise AnimatorError(f"{source}: no such file or folder")
     check_output(opts.output, [source], opts.overwrite)
     if opts.plot is not None:
+        from animator.plots import plot_format
+
         check_output(opts.plot, [source, opts.output], opts.overwrite)
+        plot_format(opts.plot)  # a bad suffix fails now, not after the CSV is written
     from animator.faces.detect import FaceDetector
     from animator.faces.landmarks import make_landmarker
 

@@ -1,7 +1,7 @@
 """``animator faces``: find and follow the faces of a photo or video, report and draw them.
 
 A diagnostic for what ``render`` will edit: the JSON lists every frame's faces (ID, box,
-score, 5 points; DESIGN.md's faces shape) and the preview draws boxes, IDs, the 5 points and
+score, 5 points; the README's faces JSON) and the preview draws boxes, IDs, the 5 points and
 the landmarks onto the image, or onto every frame of the video (re-encoded with its audio).
 """
 
@@ -48,10 +48,17 @@ def faces(opts: FacesOptions) -> dict:
     for out in (opts.json_out, opts.preview):
         if out is not None:
             check_output(out, [opts.input], opts.overwrite)
+    if (opts.json_out is not None and opts.preview is not None
+            and Path(opts.json_out).resolve() == Path(opts.preview).resolve()):
+        raise AnimatorError(f"{opts.preview}: --json and --preview name the same file")
     if opts.preview is not None and image and not is_image(opts.preview):
         raise AnimatorError(f"{opts.preview}: the preview of an image is an image (.png, .jpg ...)")
-    if opts.preview is not None and not image and is_image(opts.preview):
-        raise AnimatorError(f"{opts.preview}: the preview of a video is a video (.mp4, .mkv ...)")
+    if opts.preview is not None and not image:
+        from animator.media.encode import CONTAINERS  # noqa: PLC0415 (PyAV import)
+
+        if Path(opts.preview).suffix.lower() not in CONTAINERS:
+            raise AnimatorError(f"{opts.preview}: the preview of a video is a video "
+                                f"({', '.join(CONTAINERS)})")
     detector = FaceDetector(score_threshold=opts.score_threshold)
     landmarker = make_landmarker(opts.landmarks)
 

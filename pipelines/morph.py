@@ -29,6 +29,7 @@ from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_edi
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
 MAX_FPS = 240.0
+MAX_FRAMES = 10_000  # every frame of a GIF is held in memory until it is written
 
 
 @dataclass
@@ -88,8 +89,8 @@ def output_kind(out: Path) -> str:
 
 def morph(opts: MorphOptions) -> Summary:
     began = clock.perf_counter()
-    if opts.frames < 2:
-        raise AnimatorError(f"--frames: {opts.frames} must be at least 2")
+    if not 2 <= opts.frames <= MAX_FRAMES:
+        raise AnimatorError(f"--frames: {opts.frames} must be in 2-{MAX_FRAMES}")
     if not 0 < opts.fps <= MAX_FPS:
         raise AnimatorError(f"--fps: {opts.fps:g} must be in (0, {MAX_FPS:g}]")
     kind = output_kind(Path(opts.out))

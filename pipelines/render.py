@@ -329,7 +329,8 @@ def composite_faces(job: FrameJob, mattes: bool) -> None:
 
 
 def face_record(face: FaceJob) -> dict:
-    """A face as in DESIGN.md's faces JSON, plus the AU target it was rendered with."""
+    """A face as in ``animator faces --json`` (id, box, score, points), plus the AU target it
+    was rendered with."""
     return {"id": int(face.track_id), "box": [round(float(v), 2) for v in face.box],
             "score": round(float(face.score), 4),
             "points": [[round(float(x), 2), round(float(y), 2)] for x, y in face.points],

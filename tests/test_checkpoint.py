@@ -252,6 +252,21 @@ def test_loading_never_runs_pickled_code(tmp_path):
     assert not marker.exists()
 
 
+def test_unreadable_checkpoint_error_is_one_plain_line(tmp_path, recwarn):
+    path = tmp_path / "photo_G.pth"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not a checkpoint at all")
+    with pytest.raises(AnimatorError) as caught:
+        load_generator(path)
+    message = str(caught.value)
+    assert "\n" not in message and "never pickled code" in message
+    assert "weights_only" not in message  # not PyTorch's advice to run pickled code
+    legacy = tmp_path / "legacy_G.pth"
+    legacy.write_bytes(pickle.dumps({"main.0.weight": object}, protocol=4))
+    with pytest.raises(AnimatorError, match="never pickled code"):
+        load_generator(legacy)
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 # ---- animator's own format -------------------------------------------------------------------
 
 def _own(seed: int = 5) -> tuple[Generator, ModelConfig]:
@@ -291,6 +306,18 @@ def test_round_trip_sharded(tmp_path):
     (shards[1]).unlink()
     with pytest.raises(AnimatorError, match="missing"):
         load_generator(out)
+
+
+def test_saved_model_files_get_the_usual_mode(tmp_path):
+    """safetensors writes private (0600) files; a saved model must be readable like any output."""
+    from animator.outputs import usual_mode
+
+    generator, config = _own()
+    largest = max(v.numel() * 4 for v in generator.state_dict().values())
+    folder = save_generator(generator, config, tmp_path / "model", max_shard_bytes=largest + 4096)
+    single = save_generator(generator, config, tmp_path / "one.safetensors")
+    for path in [single, *folder.iterdir()]:
+        assert path.stat().st_mode & 0o777 == usual_mode(), path.name
 
 
 def test_full_size_model_shards_under_15_mb(tmp_path):

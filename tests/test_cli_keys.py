@@ -93,6 +93,7 @@ def test_keys_plots_relative_offsets(tmp_path: Path) -> None:
     (["--fps", "0"], "--fps: 0 is not a positive frame rate"),
     (["--fps", "30", "--duration", "-1"], "--duration: -1"),
     (["--fps", "30", "--plot", "curves.txt"], "can't draw a plot as 'txt'"),
+    (["--fps", "10", "--duration", "1e12"], "a table holds at most 1000000"),  # was a MemoryError
 ])
 def test_keys_errors_exit_1_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     bad = {"keys": [{"time": 0, "aus": {"AU12": 1}}, {"time": 1, "aus": {"AU12": 9}}]}
@@ -104,6 +105,21 @@ def test_keys_errors_exit_1_with_one_line(tmp_path: Path, args: list[str], messa
     assert message in result.output
     assert "Traceback" not in result.output
     assert "frame,time" not in result.output  # checked before any work or output
+
+
+def test_keys_refuses_one_file_for_csv_and_plot(tmp_path: Path) -> None:
+    same = tmp_path / "both.png"
+    result = CliRunner().invoke(cli, ["keys", str(SMILE), "--fps", "30", "--csv", str(same),
+                                      "--plot", str(same)])
+    assert result.exit_code == 1 and "--csv and --plot name the same file" in result.output
+    assert list(tmp_path.iterdir()) == []  # the CSV was not written before the plot failed
+
+
+def test_keys_far_last_key_is_an_error_not_a_huge_table(tmp_path: Path) -> None:
+    path = write(tmp_path, {"keys": [{"time": 1e9, "aus": {"AU12": 1}}]})
+    result = CliRunner().invoke(cli, ["keys", str(path), "--fps", "30"])
+    assert result.exit_code == 1 and "up to the last key (1e+09 s)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_keys_missing_file() -> None:

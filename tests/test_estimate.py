@@ -196,3 +196,8 @@ def test_cli_estimate_on_an_image_folder(tmp_path, astronaut):
     assert plot.stat().st_size > 0
     again = CliRunner().invoke(cli, ["estimate", str(folder), "-o", str(out)])
     assert again.exit_code == 1 and "already exists" in again.output
+    csv2 = tmp_path / "other.csv"
+    bad_plot = CliRunner().invoke(cli, ["estimate", str(folder), "-o", str(csv2), "--plot",
+                                        str(tmp_path / "aus.txt")])
+    assert bad_plot.exit_code == 1 and "can't draw a plot as 'txt'" in bad_plot.output
+    assert not csv2.exists()  # checked before the CSV was written

@@ -152,6 +152,10 @@ def test_cli_on_an_image(tmp_path, astronaut):
     assert wrong.exit_code == 1 and "no face with ID 3" in wrong.output
     mismatch = CliRunner().invoke(cli, ["faces", str(photo), "--preview", str(tmp_path / "p.mp4")])
     assert mismatch.exit_code == 1 and "preview of an image is an image" in mismatch.output
+    same = tmp_path / "same.png"
+    clash = CliRunner().invoke(cli, ["faces", str(photo), "--json", str(same), "--preview", str(same)])
+    assert clash.exit_code == 1 and "--json and --preview name the same file" in clash.output
+    assert not same.exists()  # neither output was half-written
 
 
 def write_video(path, astronaut, n: int = 12) -> None:
@@ -169,6 +173,11 @@ def write_video(path, astronaut, n: int = 12) -> None:
 def test_cli_on_a_video(tmp_path, astronaut):
     video = tmp_path / "clip.mp4"
     write_video(video, astronaut)
+    bad = CliRunner().invoke(cli, ["faces", str(video), "--preview", str(tmp_path / "p.txt")])
+    assert bad.exit_code == 1  # checked up front, naming the user's path (not a temp file)
+    assert bad.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'p.txt'}: the preview of a video is a video (.mp4, .mov, .mkv, .webm)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
     out_json, preview = tmp_path / "faces.json", tmp_path / "preview.mp4"
     result = run_cli(str(video), "--json", str(out_json), "--preview", str(preview), "--select", "all")
     assert result.exit_code == 0, result.output

@@ -74,7 +74,7 @@ def test_morph_to_png_folder(photo, tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "no face", "bad target", "exists", "suffix",
-                                  "over input", "frames"])
+                                  "over input", "frames", "too many frames"])
 def test_morph_bad_input(case, photo, tiny_model, tmp_path):
     image, out, extra, to = photo, tmp_path / "out.mp4", [], "happy"
     if case == "missing":
@@ -92,6 +92,8 @@ def test_morph_bad_input(case, photo, tiny_model, tmp_path):
         out = photo
     elif case == "frames":
         extra = ["--frames", "1"]
+    elif case == "too many frames":  # was an out-of-memory kill
+        extra = ["--frames", "100000000"]
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run("morph", image, "--from", "neutral", "--to", to, "-o", out,
                  "--checkpoint", tiny_model, *extra)

@@ -144,6 +144,14 @@ def test_cli_trains_and_resumes(toy_set, tmp_path):
     assert result.exit_code == 1 and "batch_size" in result.output
 
 
+def test_missing_data_leaves_no_run_folder(tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "nope"), "--out", str(run),
+                                      "--device", "cpu", "--quiet"])
+    assert result.exit_code == 1 and "no such folder" in result.output
+    assert not run.exists()  # a second try is not refused as "already exists"
+
+
 def test_paper_defaults_and_schedule():
     config = TrainConfig()
     assert (config.lr_g, config.lr_d, config.beta1, config.beta2) == (1e-4, 1e-4, 0.5, 0.999)

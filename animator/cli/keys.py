@@ -13,6 +13,8 @@ from animator.errors import AnimatorError
 from animator.keyframes import load_keyframes
 from animator.outputs import atomic_output, check_output
 
+MAX_ROWS = 1_000_000  # frames one table may hold (over 9 hours at 30 fps)
+
 
 @click.command("keys")
 @click.argument("keyframes", type=click.Path(dir_okay=False, path_type=Path))
@@ -41,6 +43,8 @@ def command(keyframes: Path, fps: float | None, duration: float | None, csv_out:
     for out in (csv_out, plot):
         if out is not None:
             check_output(out, [keyframes], overwrite)
+    if csv_out is not None and plot is not None and csv_out.resolve() == plot.resolve():
+        raise AnimatorError(f"{plot}: --csv and --plot name the same file")
     if plot is not None:
         from animator.plots import plot_format
 
@@ -50,6 +54,11 @@ def command(keyframes: Path, fps: float | None, duration: float | None, csv_out:
         count = math.floor(animation.end_time(rate) * rate + 1e-9) + 1
     else:  # every frame that starts before the end
         count = max(1, math.ceil(duration * rate - 1e-9))
+    if count > MAX_ROWS:
+        what = (f"--duration {duration:g} s" if duration is not None
+                else f"{keyframes}: up to the last key ({animation.end_time(rate):g} s)")
+        raise AnimatorError(f"{what} at {rate:g} fps is {count} frames; a table holds at most "
+                            f"{MAX_ROWS} (pass a shorter --duration or a lower --fps)")
     times = np.arange(count) / rate
     values = sample_trajectory(animation, times, rate)
 

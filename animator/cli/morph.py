@@ -20,7 +20,7 @@ EASINGS = ("linear", "in", "out", "in-out")
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Output: .mp4/.mov/.mkv/.webm video, .gif, or a folder (no suffix) of PNGs.")
 @click.option("--frames", "frames", type=int, default=48, show_default=True,
-              help="Frames from --from to --to.")
+              help="Frames from --from to --to (2-10000).")
 @click.option("--fps", type=float, default=24.0, show_default=True, help="Frame rate of the output.")
 @click.option("--ease", type=click.Choice(EASINGS), default="in-out", show_default=True,
               help="Easing of the transition.")

@@ -217,11 +217,6 @@ def _mean(points: np.ndarray, index: tuple[int, ...] | tuple[tuple[int, ...], ..
     return points[..., list(np.ravel(index)), :].mean(-2)
 
 
-def _height_above(points, upper_index, lower_index) -> np.ndarray:
-    """Mean over both sides of (y_lower - y_upper): how far ``upper`` sits above ``lower``."""
-    return _mean(points, lower_index)[..., 1] - _mean(points, upper_index)[..., 1]
-
-
 def measures(points: np.ndarray, template: np.ndarray) -> np.ndarray:
     """(…, N, 3|2) landmarks -> (…, 17) measures in :data:`MEASURE_NAMES` order.
 

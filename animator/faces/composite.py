@@ -14,6 +14,8 @@ bounding box of the warped mask is touched, which keeps large frames cheap.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -25,16 +27,22 @@ MASK_AXES = (0.44, 0.48)
 Box = tuple[int, int, int, int]
 
 
+@functools.lru_cache(maxsize=8)
 def face_mask(size: int, feather: float = DEFAULT_FEATHER) -> np.ndarray:
     """(size, size) float32 in [0, 1]: 1 inside the face ellipse, 0 on and outside it, with a
-    smooth ramp over the outer ``feather`` fraction of the radius (no visible seam)."""
+    smooth ramp over the outer ``feather`` fraction of the radius (no visible seam).
+
+    Computed once per (size, feather) and shared: every face of every frame uses it, so the
+    array is read-only."""
     if not 0.0 < feather <= 1.0:
         raise ValueError(f"feather {feather} is not in (0, 1]")
     u = (np.arange(size, dtype=np.float64) + 0.5) / size
     dx = (u[None, :] - MASK_CENTER[0]) / MASK_AXES[0]
     dy = (u[:, None] - MASK_CENTER[1]) / MASK_AXES[1]
     t = np.clip((1.0 - np.sqrt(dx * dx + dy * dy)) / feather, 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep
+    mask = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep
+    mask.flags.writeable = False
+    return mask
 
 
 def _support(M: np.ndarray, size: int, shape: tuple[int, ...]) -> tuple[Box, np.ndarray]:

@@ -177,7 +177,8 @@ def _decode(container, stream, stats: DecodeStats, path: Path) -> Iterator[av.Vi
 
 
 def _first_frame_facts(container, stream, path: Path) -> tuple[int, int | None]:
-    """(rotation degrees, first pts) from the first decodable frame, then rewind."""
+    """(rotation degrees, first pts) from the first decodable frame (the container is left
+    past it: the caller closes it)."""
     rotation, first_pts = 0, None
     for frame in _decode(container, stream, DecodeStats(), path):
         rotation = int(round(frame.rotation or 0))

@@ -202,10 +202,14 @@ class VideoWriter:
             if self._audio:
                 self._audio.finish()
         finally:
+            if self._audio:
+                self._audio.close()
             self._container.close()
 
     def abort(self) -> None:
         """Close without flushing (the caller discards the file)."""
+        if self._audio:
+            self._audio.close()
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError):
@@ -226,28 +230,33 @@ class _AudioCopy:
 
     def __init__(self, out: av.container.OutputContainer, info: VideoInfo, notes: list[str]) -> None:
         self._out = out
-        self._input = open_input(info.path)
-        self._in_stream = self._input.streams.audio[0]
-        name = self._in_stream.codec_context.codec.canonical_name  # "mp3", not decoder "mp3float"
-        self._reencode = name not in out.supported_codecs
-        if self._reencode:
-            target = out.default_audio_codec
-            rate = self._in_stream.codec_context.sample_rate
-            rate = 48000 if target in ("libopus", "opus") else rate  # Opus runs at 48 kHz only
-            self._stream = out.add_stream(target, rate=rate)
-            self._stream.layout = self._in_stream.codec_context.layout
-            notes.append(f"audio re-encoded {name} -> {target}: "
-                         f"the {out.format.name} container cannot hold {name}")
-        else:
-            self._stream = out.add_stream_from_template(self._in_stream)
-        if "language" in self._in_stream.metadata:
-            self._stream.metadata["language"] = self._in_stream.metadata["language"]
-        self._tb = Fraction(self._in_stream.time_base)
+        self._tb = Fraction(1)
         self._offset = 0.0
         self._end: float | None = None
         self._packets: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None
         self._done = False
+        self._input = open_input(info.path)
+        try:
+            self._in_stream = self._input.streams.audio[0]
+            name = self._in_stream.codec_context.codec.canonical_name  # "mp3", not decoder "mp3float"
+            self._reencode = name not in out.supported_codecs
+            if self._reencode:
+                target = out.default_audio_codec
+                rate = self._in_stream.codec_context.sample_rate
+                rate = 48000 if target in ("libopus", "opus") else rate  # Opus runs at 48 kHz only
+                self._stream = out.add_stream(target, rate=rate)
+                self._stream.layout = self._in_stream.codec_context.layout
+                notes.append(f"audio re-encoded {name} -> {target}: "
+                             f"the {out.format.name} container cannot hold {name}")
+            else:
+                self._stream = out.add_stream_from_template(self._in_stream)
+            if "language" in self._in_stream.metadata:
+                self._stream.metadata["language"] = self._in_stream.metadata["language"]
+            self._tb = Fraction(self._in_stream.time_base)
+        except BaseException:
+            self._input.close()
+            raise
 
     def start(self, offset: float, end: float | None) -> None:
         self._offset, self._end = offset, end
@@ -306,3 +315,8 @@ class _AudioCopy:
             return
         self.copy_until(float("inf"))
         self._finish_stream()
+
+    def close(self) -> None:
+        """Close the input (idempotent); after an error the rest of the audio is not copied."""
+        self._done = True
+        self._input.close()

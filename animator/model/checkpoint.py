@@ -28,7 +28,7 @@ from animator.aus import AU_NAMES, canonical_au_name
 from animator.errors import AnimatorError
 from animator.model.generator import Generator, GeneratorConfig
 from animator.model.importers import import_state_dict, read_torch_checkpoint
-from animator.outputs import atomic_output
+from animator.outputs import atomic_output, usual_mode
 
 FORMAT = "animator-model"
 FORMAT_VERSION = 1
@@ -131,23 +131,30 @@ def save_generator(generator: Generator, config: ModelConfig, path: str | Path,
     path = Path(path)
     if path.suffix == ".safetensors":
         with atomic_output(path, inputs, overwrite) as tmp:
-            save_file(state, tmp, metadata=metadata)
+            _save_file(state, tmp, metadata)
         return path
     shards = _pack(state, max_shard_bytes, metadata)
     with atomic_output(path, inputs, overwrite, directory=True) as tmp:
         (tmp / CONFIG_NAME).write_text(text + "\n")
         if len(shards) == 1:
-            save_file(state, tmp / WEIGHTS_NAME, metadata=metadata)
+            _save_file(state, tmp / WEIGHTS_NAME, metadata)
         else:
             weight_map = {}
             for i, keys in enumerate(shards, 1):
                 name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_file({k: state[k] for k in keys}, tmp / name, metadata=metadata)
+                _save_file({k: state[k] for k in keys}, tmp / name, metadata)
                 weight_map.update(dict.fromkeys(keys, name))
             index = {"metadata": {"total_size": sum(_nbytes(v) for v in state.values())},
                      "weight_map": weight_map}
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
     return path
+
+
+def _save_file(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, then the usual file mode: safetensors writes its files
+    private (0600), which would keep a shared model from its other users."""
+    save_file(state, path, metadata=metadata)
+    path.chmod(usual_mode())
 
 
 def load_generator(path: str | Path | None, map_location: str | torch.device = "cpu"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +75,32 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """A ``.pth``/``.ckpt`` state dict, read without running pickled code."""
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AnimatorError(f"{path}: cannot read as a plain PyTorch weights file "
-                            f"(only tensors are loaded, never pickled code): {first}") from None
+                            f"(only tensors are loaded, never pickled code): {_load_failure(exc)}"
+                            ) from None
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         data = data["state_dict"]
     if not isinstance(data, Mapping) or not data or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
         raise AnimatorError(f"{path}: does not hold a state dict of named tensors")
     return dict(data)
+
+
+def _load_failure(exc: BaseException) -> str:
+    """The useful line of a ``torch.load`` error. A weights-only failure starts with PyTorch's
+    advice to retry with ``weights_only=False`` (running pickled code); the cause follows
+    "WeightsUnpickler error:"."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        if detail:
+            return detail[0]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def import_state_dict(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Imported:

@@ -290,6 +290,9 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
     if config.batch_size % ranks.world:
         raise AnimatorError(f"--batch-size {config.batch_size} must be divisible by the "
                             f"{ranks.world} processes")
+    # read the data set first: a bad DATA must not leave a half-made run folder behind
+    train_set = load_split(data, "train")
+    test_set = load_split(data, "test")
     state = _open_run(out, config, control, ranks) if ranks.main else None
     if ranks.active:
         box = [state["config"] if state else None, state is not None]
@@ -306,8 +309,6 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(config.seed + ranks.rank)
 
-    train_set = load_split(data, "train")
-    test_set = load_split(data, "test")
     batches = Batches(train_set, config.image_size, config.batch_size // ranks.world, device,
                       config.seed, config.cache, config.cache_limit_gb, config.workers,
                       ranks.rank, ranks.world)
