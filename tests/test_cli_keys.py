@@ -159,3 +159,10 @@ def test_installed_console_script(tmp_path: Path) -> None:
     bad = subprocess.run([exe, "keys", str(tmp_path / "none.json"), "--fps", "30"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "no such file" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    usage = subprocess.run([exe, "keys"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2
+    assert usage.stderr.strip().splitlines() == [
+        "Error: Missing argument 'KEYFRAMES'. (see 'animator keys --help')"]
+    bare = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 0 and "Commands:" in bare.stdout

@@ -4,6 +4,7 @@ when it runs, so ``animator --help`` stays fast (no torch import)."""
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -54,4 +55,20 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    """The console script: every error, usage errors included, is one line on stderr."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `animator`: the help, not an error
+        click.echo(exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "animator"
+        click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
