@@ -425,3 +425,6 @@ def test_convert_cli(tmp_path):
     bad = runner.invoke(cli, ["convert", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "no such file" in bad.output
     assert not (tmp_path / "x").exists()
+    pickle_out = runner.invoke(cli, ["convert", str(ckpt), "-o", str(tmp_path / "y.pth")])
+    assert pickle_out.exit_code == 1 and "not a pickle" in pickle_out.output
+    assert not (tmp_path / "y.pth").exists()

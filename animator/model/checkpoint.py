@@ -129,6 +129,9 @@ def save_generator(generator: Generator, config: ModelConfig, path: str | Path,
     text = json.dumps(config.to_json(), indent=2)
     metadata = {"format": "pt", METADATA_KEY: text}
     path = Path(path)
+    if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        raise AnimatorError(f"{path}: animator writes a model folder or one .safetensors file, "
+                            "not a pickle; drop the suffix or use .safetensors")
     if path.suffix == ".safetensors":
         with atomic_output(path, inputs, overwrite) as tmp:
             _save_file(state, tmp, metadata)
