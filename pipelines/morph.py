@@ -137,17 +137,21 @@ def morph(opts: MorphOptions) -> Summary:
 
 
 def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
-    """The largest face's crop and transform (5-point alignment from the detector)."""
+    """The largest face's crop and transform, aligned on the face mesh's five points as the
+    renderer's tracker and ``animator prepare`` align them (YuNet's own points drift on tilted
+    heads), so the model sees the crops it was trained on."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
+    from animator.faces.landmarks import MeshLandmarker, five_points  # noqa: PLC0415
 
     detections = FaceDetector().detect(image)
     if not detections:
         raise AnimatorError(f"{source}: no face found in the image")
     face = detections[0]
-    M = crop_transform(policy, face.points, face.box)
+    points = five_points(MeshLandmarker().landmarks(image, face))
+    M = crop_transform(policy, points, face.box)
     return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
-                   points=np.asarray(face.points), M=M, crop=warp_crop(image, M, policy.size),
+                   points=points, M=M, crop=warp_crop(image, M, policy.size),
                    target=np.zeros(aus.N_AUS, np.float32))
 
 

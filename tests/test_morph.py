@@ -12,7 +12,7 @@ from animator import aus
 from animator.errors import AnimatorError
 from animator.media.decode import iter_frames, probe
 from animator.media.images import write_image
-from pipelines.morph import ease, morph_targets
+from pipelines.morph import ease, find_face, morph_targets
 from test_render import leftovers, run, tiny_model  # noqa: F401 (fixture)
 
 
@@ -35,6 +35,20 @@ def test_easing_and_targets():
     np.testing.assert_allclose(vectors[-1], vectors[1])  # back towards A without repeating it
     with pytest.raises(AnimatorError, match="--ease"):
         ease(np.zeros(1), "bounce")
+
+
+def test_morph_crops_like_training_and_rendering(face_image):
+    """The crop is aligned on the mesh's five points, as prepare and the tracker align it."""
+    from animator.faces.align import CropPolicy, crop_transform
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker, five_points
+
+    policy = CropPolicy()
+    face = find_face(face_image, policy, Path("face.png"))
+    detection = FaceDetector().detect(face_image)[0]
+    points = five_points(MeshLandmarker().landmarks(face_image, detection))
+    np.testing.assert_allclose(face.points, points)
+    np.testing.assert_allclose(face.M, crop_transform(policy, points, detection.box))
 
 
 def test_morph_to_mp4(photo, tiny_model, tmp_path):
