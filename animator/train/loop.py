@@ -48,6 +48,7 @@ from animator.media.images import write_image
 from animator.model.checkpoint import MAX_SHARD_BYTES, ModelConfig, save_generator
 from animator.model.critic import Critic, CriticConfig
 from animator.model.generator import Generator, GeneratorConfig
+from animator.model.inference import resolve_device
 from animator.outputs import atomic_output
 from animator.progress import progress
 from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
@@ -100,15 +101,11 @@ def init_distributed(device: str) -> Distributed:
 
 
 def pick_device(name: str, ranks: Distributed) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise AnimatorError("--device cuda: no CUDA GPU is available")
+    """:func:`resolve_device`, with each torchrun process on its own local GPU."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", ranks.local_rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise AnimatorError("--device mps: Apple's MPS backend is not available")
-    return torch.device(name)
+    return device
 
 
 def seed_everything(seed: int) -> None:
