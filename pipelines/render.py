@@ -151,7 +151,6 @@ def render(opts: RenderOptions) -> Summary:
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
     tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
-                                mesh=keyframes.mode == "relative",
                                 total=info.frames if opts.start is None and opts.end is None else None)
     if not times:
         raise AnimatorError(f"{opts.video}: no frames between --start and --end")
@@ -202,20 +201,13 @@ def _load_editor(checkpoint: Path | None, device: str, batch_size: int):
 
 
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
-                quiet: bool, mesh: bool = False, total: int | None = None):
+                quiet: bool, total: int | None = None):
     """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points;
-    returns the tracks and every frame's time.
-
-    ``mesh`` runs the face-mesh landmarker on every face (relative mode estimates AUs from it).
-    """
+    returns the tracks and every frame's time. Every observation carries its face mesh
+    (the tracker aligns on it, and relative mode estimates the actor's AUs from it)."""
     from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
     from animator.faces.track import track_video  # noqa: PLC0415
 
-    landmarker = None
-    if mesh:
-        from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
-
-        landmarker = MeshLandmarker()
     times: list[float] = []
 
     def frames() -> Iterator[VideoFrame]:
@@ -225,7 +217,7 @@ def track_faces(video: Path, start: float | None, end: float | None, select: str
             yield frame
 
     with progress(total, "tracking faces", quiet) as bar:
-        tracks = track_video(frames(), landmarker=landmarker)
+        tracks = track_video(frames())
     return smooth_tracks(tracks.select(select)), times
 
 
