@@ -16,11 +16,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (
                  overwrite: bool = False) -> Path:
     """Validate an output path before any work starts, so a bad path fails fast."""
     out = Path(out)
-    for source in inputs:
-        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
-            raise AnimatorError(f"{out}: refusing to write over the input")
-        if Path(source).resolve() == out.resolve():
-            raise AnimatorError(f"{out}: refusing to write over the input")
+    if any(Path(source).resolve() == out.resolve() for source in inputs):
+        raise AnimatorError(f"{out}: refusing to write over the input")
     if out.exists() and not overwrite:
         raise AnimatorError(f"{out}: already exists (pass --overwrite to replace it)")
     if not out.parent.exists():
