@@ -1,8 +1,8 @@
 """AU estimation from face landmarks: geometry (pose-normalised measures), calibrated
 intensities, and helpers for images and AU time series.
 
-``estimate_image_aus(rgb, detector, landmarker, estimator)`` is what ``animator prepare`` and
-``animator estimate`` call for a photo; ``smooth_au_series`` is the zero-lag smoothing the
+``estimate_image_aus(rgb, detector, landmarker, estimator)`` is what ``animator estimate`` calls
+for a photo (``animator prepare`` estimates from the mesh it already has for the crop); ``smooth_au_series`` is the zero-lag smoothing the
 renderer applies to an actor's per-frame AUs in relative keyframe mode.
 """
 
@@ -13,8 +13,7 @@ import numpy as np
 from animator.estimate.aus import OBSERVABLE, OBSERVABLE_68, AUEstimator
 from animator.estimate.temporal import smooth_au_series
 
-__all__ = ["AUEstimator", "OBSERVABLE", "OBSERVABLE_68", "estimate_image_aus",
-           "estimate_from_image", "smooth_au_series"]
+__all__ = ["AUEstimator", "OBSERVABLE", "OBSERVABLE_68", "estimate_image_aus", "smooth_au_series"]
 
 
 def estimate_image_aus(rgb: np.ndarray, detector, landmarker,
@@ -32,6 +31,3 @@ def estimate_image_aus(rgb: np.ndarray, detector, landmarker,
     estimator = estimator or AUEstimator.default()
     return estimator.estimate(points), float(face.score)
 
-
-# The name the module contract uses for the same helper.
-estimate_from_image = estimate_image_aus
