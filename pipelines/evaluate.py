@@ -321,7 +321,7 @@ def summarise(held: HeldOut, inputs: Readings, sets: dict[str, SetResult],
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     """Measure, draw and write the report folder; returns metrics.json's content."""
     inputs_paths = [opts.data] + ([opts.checkpoint] if opts.checkpoint is not None else [])
-    check_output(opts.out, inputs_paths, opts.overwrite)
+    check_output(opts.out, inputs_paths, opts.overwrite, directory=True)
     from animator.model.checkpoint import DEFAULT_MODEL_DIR, load_generator
     from animator.model.inference import FaceEditor
     from animator.train.data import TEST_IDS, dataset_summary

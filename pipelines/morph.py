@@ -110,7 +110,7 @@ def morph(opts: MorphOptions) -> Summary:
     if kind == "video":
         notes += plan_encoding(opts.out, w, h, opts.encode).notes
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
-    check_output(opts.out, inputs, opts.overwrite)
+    check_output(opts.out, inputs, opts.overwrite, directory=kind == "folder")
     editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
     face = find_face(image, editor.crop_policy, opts.image)
 

@@ -143,9 +143,10 @@ def render(opts: RenderOptions) -> Summary:
     inputs = [opts.video, opts.keyframes] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite)
     if opts.frames_dir is not None:
-        if Path(opts.frames_dir).resolve() == Path(opts.out).resolve():
-            raise AnimatorError(f"{opts.frames_dir}: --frames and -o name the same path")
-        check_output(opts.frames_dir, inputs, opts.overwrite)
+        check_output(opts.frames_dir, inputs, opts.overwrite, directory=True)
+        frames, out = Path(opts.frames_dir).resolve(), Path(opts.out).resolve()
+        if frames == out or frames in out.parents:
+            raise AnimatorError(f"{opts.frames_dir}: --frames names -o's path or a folder holding it")
     editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))

@@ -20,6 +20,7 @@ from animator.model.checkpoint import (ModelConfig, load_config, load_generator,
                                        save_generator)
 from animator.model.generator import Generator, GeneratorConfig
 from animator.model.importers import import_state_dict
+from animator.outputs import MARKER
 
 SMALL = GeneratorConfig(image_size=32, conv_dim=8, repeat_num=2)
 
@@ -277,7 +278,7 @@ def _own(seed: int = 5) -> tuple[Generator, ModelConfig]:
 def test_round_trip_single_file_folder(tmp_path):
     generator, config = _own()
     out = save_generator(generator, config, tmp_path / "model")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "config.json", "model.safetensors"]
     loaded, loaded_config = load_generator(out)
     assert loaded_config == config
     images, aus = _inputs()

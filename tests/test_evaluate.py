@@ -17,6 +17,7 @@ from animator.errors import AnimatorError
 from animator.media.images import read_image, write_image
 from animator.model.checkpoint import ModelConfig, save_generator
 from animator.model.generator import Generator, GeneratorConfig
+from animator.outputs import MARKER
 from animator.train.data import write_aus, write_ids
 from pipelines.evaluate import (GRID_COLUMNS, HEADER_HEIGHT, EvaluateOptions, au_errors, evaluate,
                                 main, morph_targets, pearson, psnr, target_sets)
@@ -85,8 +86,8 @@ def test_random_generator_report(dataset: Path, tmp_path: Path) -> None:
     checkpoint = _generator(tmp_path, "random", identity=False)
     out = tmp_path / "report"
     report = _run(checkpoint, dataset, out, limit=3, random_sets=1)
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "metrics.json", "metrics.md",
-                                                     "morph_strip.png"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "grid.png", "metrics.json",
+                                                     "metrics.md", "morph_strip.png"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert saved["n_faces"] == 3 and saved["data"]["held_out"] == 4

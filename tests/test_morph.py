@@ -12,6 +12,7 @@ from animator import aus
 from animator.errors import AnimatorError
 from animator.media.decode import iter_frames, probe
 from animator.media.images import write_image
+from animator.outputs import MARKER
 from pipelines.morph import ease, find_face, morph_targets
 from test_render import leftovers, run, tiny_model  # noqa: F401 (fixture)
 
@@ -79,7 +80,7 @@ def test_morph_to_png_folder(photo, tiny_model, tmp_path):
                  "--frames", 3, "--ease", "linear", "--mattes", "--checkpoint", tiny_model, "--quiet")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["frame_000001.png", "frame_000002.png", "frame_000003.png", "frames.json",
+    assert names == [MARKER, "frame_000001.png", "frame_000002.png", "frame_000003.png", "frames.json",
                      "matte_000001.png", "matte_000002.png", "matte_000003.png"]
     frames = json.loads((out / "frames.json").read_text())["frames"]
     assert [f["aus"]["AU12"] for f in frames] == [0.0, 1.5, 3.0]

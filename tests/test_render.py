@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from animator.cli import cli
 from animator.media.decode import iter_frames, probe
+from animator.outputs import MARKER
 from pipelines.stages import Stages, batched_by
 from test_media import audio_packets, make_video
 
@@ -129,7 +130,7 @@ def test_frame_export_sidecar(clip, keys, tiny_model, tmp_path):
                  "--frames", frames_dir, "--quiet")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in frames_dir.iterdir())
-    assert names == sorted(["frames.json"] + [f"frame_{i:06d}.png" for i in range(1, N_FRAMES + 1)])
+    assert names == sorted([MARKER, "frames.json"] + [f"frame_{i:06d}.png" for i in range(1, N_FRAMES + 1)])
     sidecar = json.loads((frames_dir / "frames.json").read_text())
     frames = sidecar["frames"]
     assert [f["index"] for f in frames] == list(range(N_FRAMES))

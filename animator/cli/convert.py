@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from animator.outputs import check_output
+from animator.outputs import MARKER, check_output
 
 
 @click.command("convert")
@@ -24,12 +24,13 @@ def command(checkpoint: Path, output: Path, overwrite: bool, max_shard_mb: float
     """
     from animator.model.checkpoint import load_generator, save_generator
 
-    check_output(output, [checkpoint], overwrite)
+    check_output(output, [checkpoint], overwrite, directory=output.suffix != ".safetensors")
     generator, config = load_generator(checkpoint)
     save_generator(generator, config, output, int(max_shard_mb * 1_000_000), overwrite=overwrite,
                    inputs=(checkpoint,))
     g = config.generator
-    files = sorted(p.name for p in output.iterdir()) if output.is_dir() else [output.name]
+    files = (sorted(p.name for p in output.iterdir() if p.name != MARKER) if output.is_dir()
+             else [output.name])
     source = config.provenance.get("source_format", "animator")
     click.echo(f"{output}: {source} generator ({g.n_aus} AUs, conv_dim {g.conv_dim}, "
                f"{g.repeat_num} residual blocks) written as {', '.join(files)}")
