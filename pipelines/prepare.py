@@ -130,6 +130,7 @@ class SourceResult:
     kind: str
     items: list[tuple[str, list[float]]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    problem: str | None = None  # why the source could not be read
 
 
 # ---------------------------------------------------------------- sources
@@ -324,8 +325,9 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
     if source.kind == "image":
         try:
             rgb = read_image(source.path)
-        except AnimatorError:
+        except AnimatorError as exc:
             dropped["unreadable"] += 1
+            result.problem = str(exc)
         else:
             keep(rgb, source.name, None, [])
     else:
@@ -336,8 +338,9 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
             for frame in iter_frames(source.path):
                 if frame.index % options.every == 0:
                     keep(frame.rgb, f"{source.name}_f{frame.index:06d}", frame.index, last)
-        except AnimatorError:
+        except AnimatorError as exc:
             dropped["unreadable"] += 1
+            result.problem = str(exc)
     result.dropped = dict(dropped)
     return result
 
@@ -425,7 +428,8 @@ def _open_output(out: Path, options: PrepareOptions, overwrite: bool,
         except json.JSONDecodeError:
             continue  # a line cut short by an interruption: that source is redone
         done[data["source"]] = SourceResult(data["source"], data["kind"],
-                                            [(n, v) for n, v in data["items"]], data["dropped"])
+                                            [(n, v) for n, v in data["items"]], data["dropped"],
+                                            data.get("problem"))
     return done
 
 
@@ -447,8 +451,10 @@ def _finish(out: Path, sources: list[Source], done: dict[str, SourceResult],
             entry["dropped"] = result.dropped
         listed.append(entry)
     if not labels:
+        problems = [done[s.key].problem for s in sources if done[s.key].problem]
         raise AnimatorError(f"no faces kept from {len(sources)} source(s) "
-                            f"(dropped: {_counts_text(dropped)})")
+                            f"(dropped: {_counts_text(dropped)})"
+                            + (f"; {problems[0]}" if problems else ""))
     with atomic_output(out / AUS_FILE, overwrite=True) as tmp:
         write_aus(tmp, {k: np.asarray(v, np.float32) for k, v in labels.items()})
     for side, name in (("train", TRAIN_IDS), ("test", TEST_IDS)):
