@@ -3,7 +3,8 @@
 Layout (the official code's, so sets move both ways)::
 
     DATA/imgs/NAME.jpg         aligned face crops
-    DATA/aus_openface.pkl      pickle {NAME: array of 17 floats, OpenFace 0-5 scale}
+    DATA/aus_openface.pkl      pickle {NAME: array of 17 floats, OpenFace 0-5 scale}, read
+                               by an unpickler that builds nothing but numbers and arrays
     DATA/train_ids.csv         one "NAME.jpg" per line, no header
     DATA/test_ids.csv          same, held-out faces
     DATA/manifest.json         animator's record of how the set was made (optional on read)
@@ -19,6 +20,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +63,44 @@ def write_ids(path: str | os.PathLike, names: list[str]) -> None:
     Path(path).write_text("".join(f"{name}{IMAGE_SUFFIX}\n" for name in names))
 
 
+class _LabelUnpickler(pickle.Unpickler):
+    """Unpickles containers, strings, numbers and numeric numpy arrays, nothing else: a
+    pickle names functions to call, and a data set from elsewhere must not run code."""
+
+    def find_class(self, module: str, name: str):
+        allowed = _ARRAY_GLOBALS.get((module.replace("numpy._core.", "numpy.core."), name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numbers and "
+                                         "numeric arrays are read)")
+        return allowed
+
+
+def _numeric_dtype(*args) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"refused dtype {dtype} (only numeric arrays are read)")
+    return dtype
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """How protocol 2 spells ``bytes`` (an array's raw data): ``_codecs.encode(str, 'latin1')``."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refused _codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
+# What numpy 1.x and 2.x name in the pickles of arrays and scalars (protocols 2-5).
+_ARRAY_GLOBALS = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("numpy.core.multiarray", "_reconstruct"): np.empty(0).__reduce__()[0],
+    ("numpy.core.multiarray", "scalar"): np.float32(0).__reduce__()[0],
+    ("numpy.core.numeric", "_frombuffer"): np.empty(0).__reduce_ex__(5)[0],
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numeric_dtype,
+    ("collections", "OrderedDict"): OrderedDict,
+}
+
+
 def read_aus(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``aus_openface.pkl`` -> {NAME: (17,) float32 on 0-5}; rejects other shapes."""
     path = Path(path)
@@ -68,14 +108,18 @@ def read_aus(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise AnimatorError(f"{path}: no such file (the AU labels of a GANimation set)")
     try:
         with path.open("rb") as handle:
-            data = pickle.load(handle)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            # latin1: Python 2 pickles (the official set's) keep numpy's raw bytes intact
+            data = _LabelUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, MemoryError) as exc:
         raise AnimatorError(f"{path}: not a readable AU pickle ({exc})") from None
     if not isinstance(data, Mapping):
         raise AnimatorError(f"{path}: expected a dict of NAME -> 17 AU values, got {type(data).__name__}")
     labels = {}
     for name, values in data.items():
-        vector = np.asarray(values, dtype=np.float32).reshape(-1)
+        try:
+            vector = np.asarray(values, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):  # e.g. an empty object array: no numbers at all
+            vector = np.empty(0, np.float32)
         if vector.shape != (N_AUS,) or not np.isfinite(vector).all():
             raise AnimatorError(f"{path}: {name}: expected {N_AUS} finite AU values, got shape "
                                 f"{np.shape(values)}")
