@@ -78,7 +78,7 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 (foreign bytes break torch.load in any number of ways)
         raise AnimatorError(f"{path}: cannot read as a plain PyTorch weights file "
                             f"(only tensors are loaded, never pickled code): {_load_failure(exc)}"
                             ) from None
@@ -91,16 +91,18 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _load_failure(exc: BaseException) -> str:
-    """The useful line of a ``torch.load`` error. A weights-only failure starts with PyTorch's
-    advice to retry with ``weights_only=False`` (running pickled code); the cause follows
-    "WeightsUnpickler error:"."""
-    text = str(exc).strip()
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        detail = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
-        if detail:
-            return detail[0]
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The cause in a ``torch.load`` error, in one line. A weights-only refusal wraps it in
+    PyTorch's advice to retry with ``weights_only=False`` (that is, to run the pickled code)
+    or to allowlist the global; the advice is dropped, the cause kept."""
+    if not isinstance(exc, (pickle.UnpicklingError, RuntimeError, OSError)):
+        return f"damaged or not a PyTorch file ({type(exc).__name__} while unpickling)"
+    lines = [line.strip().removeprefix("WeightsUnpickler error:").strip()
+             for line in str(exc).splitlines()]
+    causes = [line for line in lines if line and "weights_only" not in line
+              and not line.startswith(("Weights only load failed", "Check the documentation"))]
+    if not causes:
+        return type(exc).__name__
+    return causes[0].split(". ")[0].rstrip(".")
 
 
 def import_state_dict(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Imported:
