@@ -3,7 +3,9 @@ when it runs, so ``animator --help`` stays fast (no torch import)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
 
 import click
@@ -23,6 +25,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a GANimation generator."),
     "convert": ("convert", "Convert a GANimation checkpoint into animator's format."),
 }
+
+
+# Ended like Ctrl-C (outputs clean up their temporary files) instead of dying on the spot.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(BaseException):
+    """A stop signal arrived. A BaseException, as KeyboardInterrupt: ``except Exception``
+    must not swallow it, while ``finally`` blocks and context managers still run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame) -> None:
+    for each in STOP_SIGNALS:  # a second signal must not cut the cleanup short
+        signal.signal(each, signal.SIG_IGN)
+    raise Stopped(signum)
 
 
 class LazyGroup(click.Group):
@@ -55,9 +76,18 @@ def cli() -> None:
 
 
 def main() -> None:
-    """The console script: every error, usage errors included, is one line on stderr."""
+    """The console script: every error, usage errors included, is one line on stderr.
+    SIGTERM and SIGHUP stop it as Ctrl-C does; the exit status is then 128 + the signal."""
+    for each in STOP_SIGNALS:
+        if signal.getsignal(each) == signal.SIG_DFL:  # nohup's SIG_IGN stays
+            signal.signal(each, _stop)
     try:
         code = cli.main(standalone_mode=False)
+    except Stopped as exc:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo(f"Error: stopped by {signal.Signals(exc.signum).name} "
+                       "(unfinished outputs removed)", err=True)
+        sys.exit(128 + exc.signum)
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `animator`: the help, not an error
         click.echo(exc.format_message())
         sys.exit(0)
