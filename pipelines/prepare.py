@@ -395,21 +395,21 @@ def _open_output(out: Path, options: PrepareOptions, overwrite: bool,
                  inputs: list[Path]) -> dict[str, SourceResult]:
     """Create ``out`` or pick up its progress; returns the sources already done."""
     record = out / PROGRESS
-    if out.exists() and overwrite:
-        for path in (out / IMAGES_DIR, out / AUS_FILE, out / TRAIN_IDS, out / TEST_IDS,
-                     out / MANIFEST, record):
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    resolved = out.resolve()
+    for source in inputs:
+        if resolved == source.resolve() or resolved in source.resolve().parents:
+            raise AnimatorError(f"{out}: refusing to write into a folder that holds the input {source}")
     if out.exists() and not out.is_dir():
         raise AnimatorError(f"{out}: exists and is not a folder")
     if out.is_dir() and not record.is_file() and any(out.iterdir()):
-        raise AnimatorError(f"{out}: already exists and was not made by animator prepare "
-                            f"(pass --overwrite to replace it)")
-    if not out.exists():
-        if not out.parent.is_dir():
-            raise AnimatorError(f"{out}: folder {out.parent} does not exist")
-        resolved = out.resolve()
-        if any(resolved == p.resolve() or resolved in p.resolve().parents for p in inputs):
-            raise AnimatorError(f"{out}: refusing to write inside the inputs")
+        raise AnimatorError(f"{out}: already exists and was not made by animator prepare (no "
+                            f"{PROGRESS}); refusing to write into it, choose another folder")
+    if out.exists() and overwrite:  # prepare's own folder: only its own files go
+        for path in (out / IMAGES_DIR, out / AUS_FILE, out / TRAIN_IDS, out / TEST_IDS,
+                     out / MANIFEST, record):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if not out.exists() and not out.parent.is_dir():
+        raise AnimatorError(f"{out}: folder {out.parent} does not exist")
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     done: dict[str, SourceResult] = {}
     if not record.is_file():

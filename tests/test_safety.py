@@ -24,7 +24,7 @@ import pytest
 
 from animator.errors import AnimatorError
 from animator.media.images import read_image, write_image
-from animator.outputs import MARKER, atomic_output
+from animator.outputs import MARKER, atomic_output, check_output
 from test_render import clip, keys, leftovers, run, tiny_model  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +120,17 @@ def test_convert_into_the_folder_holding_the_input_keeps_it(tiny_model, tmp_path
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("case", ["holds the input", "not made by animator"])
+def test_prepare_overwrite_spares_folders_it_did_not_make(case, photo, tmp_path):
+    """prepare writes into its folder in place: --overwrite may clear only its own files."""
+    folder = photo.parent if case == "holds the input" else tmp_path / "data"
+    (folder / "imgs").mkdir(parents=True)
+    (folder / "imgs" / "holiday.jpg").write_bytes(b"precious")
+    before = snapshot(tmp_path)
+    one_line_error(run("prepare", photo.parent, "-o", folder, "--overwrite"), case)
+    assert snapshot(tmp_path) == before
+
+
 def test_overwrite_replaces_own_and_empty_folders_only(tmp_path):
     own = tmp_path / "own"
     for content in ("first", "second"):  # the second run replaces the first's folder
@@ -139,7 +150,7 @@ def test_overwrite_replaces_own_and_empty_folders_only(tmp_path):
             pass
     assert snapshot(foreign) == {"thesis.tex": b"years of work"}
     with pytest.raises(AnimatorError, match="is a folder"):  # a file output onto a folder
-        atomic_output(own, overwrite=True).__enter__()
+        check_output(own, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "foreign", "own"]
 
 
