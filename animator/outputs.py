@@ -76,6 +76,16 @@ def _replace_problem(out: Path, directory: bool) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def writing(out: str | os.PathLike) -> Iterator[None]:
+    """Report a failure to create or write ``out`` (read-only, full, not permitted) as one
+    line; for blocks that only write."""
+    try:
+        yield
+    except OSError as exc:
+        raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
+
+
 def usual_mode(directory: bool = False) -> int:
     """The permissions a new file (or folder) gets from the user's umask, e.g. 0o644."""
     umask = os.umask(0)
@@ -94,7 +104,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     line naming ``out``.
     """
     out = check_output(out, inputs, overwrite, directory)
-    try:
+    with writing(out):
         if directory:
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         else:
@@ -102,8 +112,6 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
                                         dir=out.parent)
             os.close(fd)
             tmp = Path(name)
-    except OSError as exc:
-        raise AnimatorError(f"{out}: cannot write in {out.parent}: {exc.strerror}") from None
     try:
         # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the user's usual mode.
         tmp.chmod(usual_mode(directory))

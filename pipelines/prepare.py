@@ -45,7 +45,7 @@ from animator import __version__
 from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.media.images import is_image, read_image, write_image
-from animator.outputs import atomic_output
+from animator.outputs import atomic_output, writing
 from animator.progress import progress
 from animator.train.data import (AUS_FILE, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN_IDS,
                                  split_of, write_aus, write_ids)
@@ -410,11 +410,12 @@ def _open_output(out: Path, options: PrepareOptions, overwrite: bool,
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     if not out.exists() and not out.parent.is_dir():
         raise AnimatorError(f"{out}: folder {out.parent} does not exist")
-    (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     done: dict[str, SourceResult] = {}
-    if not record.is_file():
-        record.write_text(json.dumps({"options": options.recorded()}) + "\n")
-        return done
+    with writing(out):
+        (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        if not record.is_file():
+            record.write_text(json.dumps({"options": options.recorded()}) + "\n")
+            return done
     lines = record.read_text().splitlines()
     header = json.loads(lines[0]) if lines else {}
     if header.get("options") != options.recorded():

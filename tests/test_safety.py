@@ -238,15 +238,20 @@ class Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_train_reads_the_au_pickle_without_running_code(tmp_path):
-    data, marker = tmp_path / "DATA", tmp_path / "pwned"
-    (data / "imgs").mkdir(parents=True)
+def ganimation_set(root: Path, labels: dict) -> Path:
+    """A two-face training set in GANimation's layout with ``labels`` as its AU pickle."""
+    (root / "imgs").mkdir(parents=True)
     for name in ("a", "b"):
-        write_image(data / "imgs" / f"{name}.jpg", np.full((32, 32, 3), 128, np.uint8))
-    (data / "train_ids.csv").write_text("a.jpg\n")
-    (data / "test_ids.csv").write_text("b.jpg\n")
-    (data / "aus_openface.pkl").write_bytes(pickle.dumps(
-        {"a": np.zeros(17), "b": Payload(marker)}, protocol=4))
+        write_image(root / "imgs" / f"{name}.jpg", np.full((32, 32, 3), 128, np.uint8))
+    (root / "train_ids.csv").write_text("a.jpg\n")
+    (root / "test_ids.csv").write_text("b.jpg\n")
+    (root / "aus_openface.pkl").write_bytes(pickle.dumps(labels, protocol=4))
+    return root
+
+
+def test_train_reads_the_au_pickle_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": Payload(marker)})
     result = run("train", data, "--out", tmp_path / "run", "--device", "cpu", "--quiet")
     one_line_error(result, "aus_openface.pkl", "refused")
     assert not marker.exists()
@@ -285,13 +290,18 @@ def test_malicious_torch_checkpoint_refusal_names_the_cause(shell, tmp_path):
 
 # ---------------------------------------------------------------- one line, not a traceback
 
-def test_read_only_output_folder(clip, keys, tiny_model, tmp_path):
+def test_read_only_output_folder(clip, keys, tiny_model, photo, tmp_path):
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
     with tmpfs(tmp_path / "ro", "ro,size=1m") as folder:
         result = run("keys", keys, "--fps", 10, "--duration", 1, "--csv", folder / "t.csv")
         one_line_error(result, "not writable")
         result = run("render", clip, "-k", keys, "-o", folder / "out.mp4", "--checkpoint",
                      tiny_model)
         one_line_error(result, "not writable")
+        # prepare and train write their folders in place
+        one_line_error(run("prepare", photo, "-o", folder / "data"), "Read-only file system")
+        one_line_error(run("train", data, "--out", folder / "run", "--device", "cpu"),
+                       "Read-only file system")
 
 
 def test_disk_full_during_a_render(clip, keys, tiny_model, tmp_path):

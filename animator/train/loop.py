@@ -49,7 +49,7 @@ from animator.model.checkpoint import MAX_SHARD_BYTES, ModelConfig, save_generat
 from animator.model.critic import Critic, CriticConfig
 from animator.model.generator import Generator, GeneratorConfig
 from animator.model.inference import resolve_device
-from animator.outputs import atomic_output
+from animator.outputs import atomic_output, writing
 from animator.progress import progress
 from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
 from animator.train.data import (Batches, FaceSet, dataset_summary, load_split, read_manifest,
@@ -473,8 +473,9 @@ def _open_run(out: Path, config: TrainConfig, control: RunControl, ranks: Distri
                 path.unlink()
     elif not out.parent.is_dir():
         raise AnimatorError(f"{out}: folder {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
-    (out / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    with writing(out):
+        out.mkdir(exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return None
 
 
