@@ -46,6 +46,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (
             raise AnimatorError(f"{out}: refusing to write over the input")
         if target in source.parents:
             raise AnimatorError(f"{out}: refusing to replace a folder that holds the input {source}")
+    if out.name in ("", ".."):  # "." or "/" or "..": the temporary could not sit beside it
+        raise AnimatorError(f"{out}: name the output itself (a path ending in its name)")
     if os.path.lexists(out):
         problem = _replace_problem(out, directory)
         if problem:

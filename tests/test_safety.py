@@ -154,6 +154,15 @@ def test_overwrite_replaces_own_and_empty_folders_only(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "foreign", "own"]
 
 
+@pytest.mark.parametrize("name", [".", "..", "/"])
+def test_an_output_needs_a_name(name, tmp_path, monkeypatch):
+    """``-o .`` in an empty folder: the temporary would go inside the folder it replaces."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    with pytest.raises(AnimatorError, match="name the output"):
+        check_output(name, overwrite=True, directory=True)
+
+
 @pytest.mark.parametrize("kind", ["FIFO", "character device"])
 def test_overwrite_never_replaces_a_device_or_fifo(kind, keys, tmp_path):
     out = tmp_path / "table.csv"
