@@ -69,7 +69,7 @@ def tmpfs(path: Path, options: str):
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # lazy: even if still busy
 
 
 # ---------------------------------------------------------------- never lose a file
