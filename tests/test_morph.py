@@ -12,7 +12,7 @@ from animator import aus
 from animator.errors import AnimatorError
 from animator.media.decode import iter_frames, probe
 from animator.media.images import write_image
-from pipelines.morph import ease, find_face, morph_targets
+from pipelines.morph import ease, find_faces, morph_targets
 from test_render import leftovers, run, tiny_model  # noqa: F401 (fixture)
 
 
@@ -44,7 +44,7 @@ def test_morph_crops_like_training_and_rendering(face_image):
     from animator.faces.landmarks import MeshLandmarker, five_points
 
     policy = CropPolicy()
-    face = find_face(face_image, policy, Path("face.png"))
+    (face,) = find_faces(face_image, policy, Path("face.png"))
     detection = FaceDetector().detect(face_image)[0]
     points = five_points(MeshLandmarker().landmarks(face_image, detection))
     np.testing.assert_allclose(face.points, points)

@@ -20,9 +20,9 @@ def overwrite_option(help: str):
     return click.option("--overwrite", is_flag=True, help=help)
 
 
-def select_option(help: str):
+def select_option(help: str, default: str = "largest"):
     """``--select``: checked by :func:`animator.faces.track.parse_selection`."""
-    return click.option("--select", default="largest", show_default=True, help=help)
+    return click.option("--select", default=default, show_default=True, help=help)
 
 
 def landmarks_option(help: str):

@@ -1,0 +1,94 @@
+"""Commands agree with each other: face IDs and --select mean the same in faces, render, morph
+and estimate; a folder of images survives one bad image; a photo is not a folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from animator.cli import cli
+from animator.media.images import read_image, write_image
+from test_render import run, tiny_model  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory, face_image) -> Path:
+    """The astronaut's head, and beside it the same head smaller and mirrored: faces 0 and 1."""
+    head = face_image[0:300, 100:400]
+    canvas = np.full((300, 620, 3), 100, np.uint8)
+    canvas[:, :300] = head
+    canvas[50:250, 360:560] = cv2.resize(head, (200, 200), interpolation=cv2.INTER_AREA)[:, ::-1]
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    write_image(path, canvas)
+    return path
+
+
+def face_ids(result) -> list[int]:
+    return [face["id"] for face in json.loads(result.output)["frames"][0]["faces"]]
+
+
+def test_faces_reports_every_face_by_default(two_faces):
+    assert face_ids(run("faces", two_faces)) == [0, 1]
+    assert face_ids(run("faces", two_faces, "--select", "largest")) == [0]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("select, ids", [(None, ["0"]), ("all", ["0", "1"]), ("1", ["1"])])
+def test_estimate_honours_select_for_a_photo(two_faces, tmp_path, select, ids):
+    out = tmp_path / "aus.csv"
+    result = run("estimate", two_faces, "-o", out, "-q", *(["--select", select] if select else []))
+    assert result.exit_code == 0, result.output
+    assert [row["face_id"] for row in read_rows(out)] == ids
+
+
+def test_morph_select_animates_the_chosen_face_only(two_faces, tiny_model, tmp_path):
+    out = tmp_path / "frames"
+    result = run("morph", two_faces, "--from", "neutral", "--to", "happy", "-o", out, "--frames", 2,
+                 "--select", "1", "--checkpoint", tiny_model, "-q")
+    assert result.exit_code == 0, result.output
+    frames = json.loads((out / "frames.json").read_text())["frames"]
+    assert [face["id"] for face in frames[-1]["faces"]] == [1]
+    before, after = read_image(two_faces), read_image(out / "frame_000002.png")
+    changed = np.any(before != after, axis=2)
+    assert not changed[:, :300].any() and changed[:, 330:].any()
+    missing = CliRunner().invoke(cli, ["morph", str(two_faces), "--from", "neutral", "--to", "happy",
+                                       "-o", str(tmp_path / "m.gif"), "--select", "5",
+                                       "--checkpoint", str(tiny_model)])
+    assert missing.exit_code == 1 and "no face with ID 5" in missing.output
+
+
+def test_morph_of_a_folder_says_it_takes_one_photo(tmp_path, tiny_model):
+    result = CliRunner().invoke(cli, ["morph", str(tmp_path), "--from", "neutral", "--to", "happy",
+                                      "-o", str(tmp_path / "out.gif"), "--checkpoint", str(tiny_model)])
+    assert result.exit_code == 1
+    assert "is a folder; morph animates one photo" in result.output
+    assert "no such file" not in result.output
+
+
+def test_estimate_folder_skips_a_bad_image_and_keeps_the_good_ones(two_faces, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(two_faces.read_bytes())
+    (folder / "b_broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / "c.png").write_bytes(two_faces.read_bytes())
+    out = tmp_path / "aus.csv"
+    result = CliRunner().invoke(cli, ["estimate", str(folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [row["file"] for row in read_rows(out)] == ["a.png", "c.png"]
+    assert "b_broken.jpg: not a readable image: skipped" in result.output
+    assert "1 image(s) skipped" in result.output
+    for name in ("a.png", "c.png"):
+        (folder / name).write_bytes(b"not an image either")
+    nothing = CliRunner().invoke(cli, ["estimate", str(folder), "-o", str(tmp_path / "none.csv")])
+    assert nothing.exit_code == 1 and "none of its 3 images could be estimated" in nothing.output
+    assert not (tmp_path / "none.csv").exists()
