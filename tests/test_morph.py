@@ -58,7 +58,7 @@ def test_morph_to_mp4(photo, tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["frames"] == 10
     info = probe(out)
-    assert (info.width, info.height, info.fps) == (255, 301, 12)
+    assert (info.width, info.height, info.fps) == (256, 302, 12)  # padded to even for yuv420p
     assert [round(f.time * 12) for f in iter_frames(out)] == list(range(10))
 
 

@@ -92,3 +92,47 @@ def test_estimate_folder_skips_a_bad_image_and_keeps_the_good_ones(two_faces, tm
     nothing = CliRunner().invoke(cli, ["estimate", str(folder), "-o", str(tmp_path / "none.csv")])
     assert nothing.exit_code == 1 and "none of its 3 images could be estimated" in nothing.output
     assert not (tmp_path / "none.csv").exists()
+
+
+# ---- odd sizes: playable H.264 by default, 4:4:4 on request -----------------------------------
+
+@pytest.mark.parametrize("policy, size, pix_fmt", [("pad", (162, 122), "yuv420p"),
+                                                   ("crop", (160, 120), "yuv420p"),
+                                                   ("keep444", (161, 121), "yuv444p")])
+def test_odd_sizes_follow_the_policy(tmp_path, policy, size, pix_fmt):
+    from animator.media.decode import iter_frames, probe
+    from animator.media.encode import EncodeOptions
+    from test_media import make_video, noise_frames, rewrite
+
+    source = make_video(tmp_path / "odd.mp4", noise_frames(3, 161, 121))
+    out = tmp_path / "out.mp4"
+    writer = rewrite(source, out, EncodeOptions(odd_size=policy))
+    info = probe(out)
+    assert ((info.width, info.height), info.pix_fmt) == (size, pix_fmt)
+    assert any("odd size 161x121" in note for note in writer.notes)
+    decoded = next(iter_frames(out)).rgb.astype(int)
+    original = next(iter_frames(source)).rgb.astype(int)
+    common = np.s_[:120, :160]
+    assert np.abs(decoded[common] - original[common]).mean() < 6  # the picture is where it was
+    if policy == "pad":  # the added column and row repeat the edge
+        assert np.abs(decoded[:, 161] - decoded[:, 160]).mean() < 6
+        assert np.abs(decoded[121] - decoded[120]).mean() < 6
+
+
+def test_odd_size_note_reaches_the_summary(two_faces, tiny_model, tmp_path):
+    photo = tmp_path / "odd.png"
+    write_image(photo, read_image(two_faces)[:299, :599])
+    result = run("morph", photo, "--from", "neutral", "--to", "happy", "-o", tmp_path / "m.mp4", "--frames", 2,
+                 "--checkpoint", tiny_model, "--json")
+    notes = json.loads(result.stdout)["notes"]
+    assert any("padded with a copy of the edge pixels to 600x300" in note for note in notes)
+
+
+def test_quiet_silences_x265(tmp_path, capfd):
+    from animator.media.encode import EncodeOptions
+    from test_media import make_video, noise_frames, rewrite
+
+    source = make_video(tmp_path / "a.mp4", noise_frames(3, 64, 48))
+    capfd.readouterr()
+    rewrite(source, tmp_path / "h265.mp4", EncodeOptions(codec="h265"))
+    assert "x265 [info]" not in capfd.readouterr().err

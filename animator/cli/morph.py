@@ -32,7 +32,7 @@ EASINGS = ("linear", "in", "out", "in-out")
 @output_options
 def command(image: Path, source: str, target: str, out: Path, frames: int, fps: float, ease: str,
             pingpong: bool, mattes: bool, checkpoint: Path | None, batch_size: int, device: str,
-            select: str, codec: str | None, crf: int, preset: str, overwrite: bool, quiet: bool,
+            select: str, codec: str | None, crf: int, preset: str, odd_size: str, overwrite: bool, quiet: bool,
             as_json: bool) -> None:
     """Animate the faces in IMAGE (one photo; the largest face unless --select says otherwise)
     from the --from expression to the --to expression."""
@@ -42,7 +42,7 @@ def command(image: Path, source: str, target: str, out: Path, frames: int, fps: 
     summary = morph(MorphOptions(
         image=image, source=source, target=target, out=out, frames=frames, fps=fps, ease=ease,
         pingpong=pingpong, checkpoint=checkpoint, device=device, batch_size=batch_size, select=select,
-        encode=EncodeOptions(codec=codec, crf=crf, preset=preset), mattes=mattes,
+        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, odd_size=odd_size), mattes=mattes,
         overwrite=overwrite, quiet=quiet))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
