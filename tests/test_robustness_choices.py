@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from animator.cli import cli
 from animator.media.images import read_image, write_image
 from test_render import run, tiny_model  # noqa: F401 (fixture)
+from test_train import toy_set  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +137,51 @@ def test_quiet_silences_x265(tmp_path, capfd):
     capfd.readouterr()
     rewrite(source, tmp_path / "h265.mp4", EncodeOptions(codec="h265"))
     assert "x265 [info]" not in capfd.readouterr().err
+
+
+# ---- train: honest metrics, and a failure leaves nothing that blocks the retry -----------------
+
+def _train(data: Path, out: Path, lines: list[str] | None = None) -> dict:
+    from animator.train.config import TrainConfig
+    from animator.train.loop import RunControl, train
+    from test_train import TINY
+
+    config = TrainConfig(**{**TINY, "steps": 4})
+    return train(data, out, config, RunControl(device="cpu", quiet=True),
+                 log=(lines.append if lines is not None else lambda line: None))
+
+
+def test_train_without_test_faces_says_there_is_no_held_out_split(toy_set, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_set, data)
+    (data / "test_ids.csv").write_text("")
+    lines: list[str] = []
+    _train(data, tmp_path / "run", lines)
+    assert any("no held-out split" in line for line in lines)
+    assert not any("held-out AU err" in line for line in lines)
+    assert any("training-face (no held-out split) AU err" in line for line in lines)
+
+
+def test_a_failed_train_leaves_no_run_folder_behind(toy_set, tmp_path, monkeypatch):
+    from animator.train.loop import Trainer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    run_folder = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", broken)
+        with pytest.raises(RuntimeError, match="simulated"):
+            _train(toy_set, run_folder)
+    assert not run_folder.exists()
+    assert _train(toy_set, run_folder)["iterations"] == 4  # the retry just works
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a folder the user made stays, without what the failed session wrote into it
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", broken)
+        with pytest.raises(RuntimeError):
+            _train(toy_set, mine)
+    assert mine.is_dir() and not any(mine.iterdir())
+    assert _train(toy_set, mine)["iterations"] == 4
