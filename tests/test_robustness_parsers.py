@@ -227,12 +227,17 @@ def test_fuzz_target_specs(spec):
                                                   "residual_padding", "head_bias", "x"]),
                                  JSON_SCALARS, max_size=4),
        rest=st.dictionaries(st.sampled_from(["au_order", "input_normalisation", "crop_policy",
-                                             "provenance", "format_version"]), JSON_VALUES, max_size=3))
-def test_fuzz_model_config(generator, rest):
+                                             "provenance", "format_version"]), JSON_VALUES, max_size=3),
+       crop=st.fixed_dictionaries({}, optional={"kind": st.sampled_from(["aligned", "box"]) | JSON_SCALARS,
+                                                "size": JSON_SCALARS, "scale": JSON_SCALARS}))
+def test_fuzz_model_config(generator, rest, crop):
     data = {"format": "animator-model", "format_version": 1, "kind": "ganimation-generator",
-            "generator": generator, **rest}
+            "generator": generator, "crop_policy": crop, **rest}
     config = _valid_or_animator_error(lambda: ModelConfig.from_json(json.loads(_json_text(data))))
     if config is not None:
+        from animator.faces.align import CropPolicy
+
+        CropPolicy.from_dict(config.crop_policy)  # usable as it is
         assert config.generator.image_size <= 1024 and math.isfinite(config.generator.au_scale)
         norm = config.input_normalisation
         assert all(math.isfinite(v) for v in norm["mean"] + norm["std"])

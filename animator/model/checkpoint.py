@@ -76,6 +76,9 @@ class ModelConfig:
                                 "\"mean\": [3 finite numbers], \"std\": [3 finite numbers > 0]}")
         if not isinstance(self.provenance, dict) or not isinstance(self.crop_policy, dict):
             raise AnimatorError("model config: provenance and crop_policy must be JSON objects")
+        from animator.faces.align import CropPolicy  # noqa: PLC0415 (OpenCV import)
+
+        CropPolicy.from_dict(dict(self.crop_policy))  # a bad one fails at load, not mid-render
 
     def au_indices(self) -> np.ndarray:
         """Indices into animator's AU vector, in the order the generator expects its inputs."""
