@@ -167,8 +167,8 @@ KEY = st.fixed_dictionaries({}, optional={
 KEYFRAME_DOCUMENTS = st.fixed_dictionaries({"keys": st.lists(KEY, max_size=4) | JSON_VALUES}, optional={
     "version": JSON_SCALARS, "mode": JSON_SCALARS, "interpolation": JSON_SCALARS, "fps": JSON_SCALARS,
     "interpolation_per_au": st.dictionaries(FIELD_NAMES, JSON_SCALARS, max_size=2)}) | JSON_VALUES
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=200, derandomize=True, deadline=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 def _json_text(value: object) -> str:
