@@ -200,9 +200,10 @@ def test_fuzz_keyframe_documents(tmp_path, document, fps):
 @FUZZ
 @given(data=st.binary(max_size=200))
 def test_fuzz_random_bytes(tmp_path, data):
-    for name in ("keys.json", "target.json"):
+    for name in ("keys.json", "target.json", "config.json"):
         (tmp_path / name).write_bytes(data)
     _valid_or_animator_error(lambda: load_keyframes(tmp_path / "keys.json"))
+    _valid_or_animator_error(lambda: load_config(tmp_path))  # a model folder's config.json
     vector = _valid_or_animator_error(lambda: aus.parse_target(str(tmp_path / "target.json")))
     assert vector is None or _in_range(vector)
     text = data.decode("utf-8", errors="replace")
