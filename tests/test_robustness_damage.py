@@ -59,6 +59,24 @@ def test_a_healthy_file_reports_no_damage(tmp_path):
         assert (stats.frames_lost(probe(path)), stats.damaged_frames, stats.corrupt_packets) == (0, 0, 0)
 
 
+def test_frames_an_edit_list_hides_are_not_lost(tmp_path):
+    """A lossless trim keeps the frames from the keyframe before the cut and hides them with
+    an edit list (negative times here): the header counts them, the decoder never shows them."""
+    source = make_video(tmp_path / "a.mp4", noise_frames(30, *SIZE))
+    trimmed = tmp_path / "trimmed.mp4"
+    with av.open(str(source)) as original, av.open(str(trimmed), "w") as sink:
+        stream = sink.add_stream_from_template(original.streams.video[0])
+        shift = 5 * 512  # five frames at 30 fps in 1/15360
+        for packet in original.demux(original.streams.video[0]):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, stream
+                sink.mux(packet)
+    info = probe(trimmed)
+    count, stats = decode(trimmed)
+    assert (info.frames, count) == (30, 25)
+    assert stats.frames_lost(info) == 0
+
+
 def test_a_truncated_mp4_counts_the_frames_its_header_promised(tmp_path):
     whole = faststart(make_video(tmp_path / "raw.mp4", noise_frames(40, *SIZE)), tmp_path / "w.mp4")
     cut = cut_in_half(whole, tmp_path / "cut.mp4")

@@ -70,18 +70,19 @@ class DecodeStats:
     corrupt_packets: int = 0  # packets the decoder rejected (their frames are missing)
     damaged_frames: int = 0  # frames yielded that the decoder flagged as corrupt
     decoded: int = 0  # frames decoded from the start of the file, before ``start`` included
+    hidden: int = 0  # packets the container marks as decoded but not shown (an edit list's cut)
     decoded_until: float = 0.0  # seconds: the end of the last decoded frame
     reached_end: bool = False  # decoding ran to the end of the file (no ``end`` cut it short)
 
     def frames_lost(self, info: VideoInfo) -> int:
         """Frames the file's header promises that never decoded (0 unless decoding reached the
-        end of the file): the header's frame count minus the frames decoded or, without a
-        count, the stretch of the header's duration after the last decoded frame at the
-        nominal rate (a truncated file keeps the header of the whole one)."""
+        end of the file): the header's frame count minus the frames decoded and those an edit
+        list hides or, without a count, the stretch of the header's duration after the last
+        decoded frame at the nominal rate (a truncated file keeps the header of the whole one)."""
         if not self.reached_end:
             return 0
         if info.frames:
-            return max(0, info.frames - self.decoded)
+            return max(0, info.frames - self.decoded - self.hidden)
         if info.duration:
             missing = (info.duration - self.decoded_until) * info.fps_float
             return round(missing) if missing >= 1.5 else 0  # below that: rounding, not loss
@@ -192,6 +193,7 @@ def _decode(container, stream, stats: DecodeStats, path: Path) -> Iterator[av.Vi
     """Packets -> frames; a packet that fails to decode is counted and skipped."""
     try:
         for packet in container.demux(stream):
+            stats.hidden += bool(packet.size and packet.is_discard)
             try:
                 frames = packet.decode()
             except (av.error.InvalidDataError, av.error.PatchWelcomeError,
