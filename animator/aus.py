@@ -6,15 +6,14 @@ Everywhere outside the network an AU vector is a float32 array of shape (17,) in
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from animator.errors import AnimatorError
+from animator.jsontext import parse_json, read_json
 
 AU_CODES: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
 AU_NAMES: tuple[str, ...] = tuple(f"AU{c:02d}" for c in AU_CODES)
@@ -73,11 +72,20 @@ def canonical_au_name(name: str | int) -> str:
     return AU_NAMES[au_index(name)]
 
 
-def check_intensity(value: object, where: str) -> float:
-    """A finite number within 0-5, or an error that says ``where`` it came from."""
+def as_float(value: object, where: str) -> float:
+    """A JSON number as a float (an integer too large for one becomes +-inf, for the caller's
+    range check to refuse), or an error that says ``where`` it came from."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AnimatorError(f"{where}: {value!r} is not a number")
-    value = float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def check_intensity(value: object, where: str) -> float:
+    """A finite number within 0-5, or an error that says ``where`` it came from."""
+    value = as_float(value, where)
     if not math.isfinite(value) or not AU_MIN <= value <= AU_MAX:
         raise AnimatorError(f"{where}: {value:g} is outside the AU intensity range 0-5")
     return value
@@ -107,12 +115,40 @@ def preset(name: str, factor: float = 1.0, where: str = "preset") -> np.ndarray:
     if key not in PRESETS:
         raise AnimatorError(f"{where}: unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
     if not math.isfinite(factor) or factor < 0:
-        raise AnimatorError(f"{where}: intensity factor {factor:g} for {name!r} must be >= 0")
-    vector = vector_from_dict(PRESETS[key], where) * np.float32(factor)
-    if vector.max(initial=0.0) > AU_MAX:
-        raise AnimatorError(
-            f"{where}: {name}*{factor:g} reaches {vector.max():g}, above the AU range 0-5")
-    return vector
+        raise AnimatorError(f"{where}: intensity factor {factor:g} for {name!r} must be a "
+                            f"finite number >= 0")
+    values = vector_from_dict(PRESETS[key], where).astype(np.float64)
+    peak = float(values.max(initial=0.0)) * factor  # a Python float: a huge factor gives inf
+    if peak > AU_MAX:
+        raise AnimatorError(f"{where}: {name}*{factor:g} reaches {peak:g}, above the AU range 0-5")
+    return (values * factor).astype(np.float32)  # in float32 a huge factor is inf, and 0*inf NaN
+
+
+def split_preset(text: str, where: str) -> tuple[str, float]:
+    """``"happy*0.5"`` -> ``("happy", 0.5)``; ``"happy"`` -> ``("happy", 1.0)``. The factor is
+    only parsed here: callers check its range (relative keyframes allow negative ones)."""
+    name, star, raw_factor = text.partition("*")
+    if not star:
+        return name.strip(), 1.0
+    factor = _number(raw_factor, f"{where}: {text.strip()}")
+    if not math.isfinite(factor):
+        raise AnimatorError(f"{where}: {text.strip()}: the factor is not a finite number")
+    return name.strip(), factor
+
+
+def preset_and_factor(name: object, intensity: object, where: str) -> tuple[str, float]:
+    """A JSON ``"preset"`` (``"happy"``, or ``"happy*0.5"`` as on the command line) and its
+    optional ``"intensity"`` (None when absent) -> (name, factor). The factor is given one way
+    or the other, not both; callers check its range."""
+    if not isinstance(name, str):
+        raise AnimatorError(f"{where}.preset: {name!r} is not a preset name")
+    name_only, factor = split_preset(name, f"{where}.preset")
+    if intensity is not None:
+        if name_only != name.strip():
+            raise AnimatorError(f"{where}.intensity: the preset {name!r} already has a factor; "
+                                f"give it once")
+        factor = as_float(intensity, f"{where}.intensity")
+    return name_only, factor
 
 
 def parse_target(spec: str | Mapping[str, object], where: str = "target") -> np.ndarray:
@@ -126,21 +162,12 @@ def parse_target(spec: str | Mapping[str, object], where: str = "target") -> np.
         return _target_from_mapping(spec, where)
     text = spec.strip()
     if text.startswith("{"):
-        try:
-            return _target_from_mapping(json.loads(text), where)
-        except json.JSONDecodeError as exc:
-            raise AnimatorError(f"{where}: invalid JSON: {exc.msg} at column {exc.colno}") from None
+        return _target_from_mapping(parse_json(text, where), where)
     if text.lower().endswith(".json"):
-        path = Path(text)
-        try:
-            data = json.loads(path.read_text())
-        except (FileNotFoundError, IsADirectoryError):
-            raise AnimatorError(f"{path}: no such file") from None
-        except json.JSONDecodeError as exc:
-            raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
+        data = read_json(text, "target file")
         if not isinstance(data, Mapping):
-            raise AnimatorError(f"{path}: expected a JSON object of AU values")
-        return _target_from_mapping(data, str(path))
+            raise AnimatorError(f"{text}: expected a JSON object of AU values")
+        return _target_from_mapping(data, text)
     if not text:
         raise AnimatorError(f"{where}: empty target: give a preset, AU12=3,... or a JSON object")
     vector = zeros()
@@ -150,9 +177,7 @@ def parse_target(spec: str | Mapping[str, object], where: str = "target") -> np.
             vector[_index_at(key.strip(), where)] = check_intensity(
                 _number(raw, f"{where}: {key.strip()}"), f"{where}: {key.strip()}")
         else:
-            name, _, raw_factor = item.partition("*")
-            factor = _number(raw_factor, f"{where}: {item}") if raw_factor else 1.0
-            scaled = preset(name, factor, where)
+            scaled = preset(*split_preset(item, where), where)
             vector = np.where(scaled > 0, scaled, vector).astype(np.float32)
     return vector
 
@@ -163,13 +188,8 @@ def _target_from_mapping(data: object, where: str) -> np.ndarray:
     values = dict(data)
     vector = zeros()
     if "preset" in values:
-        name = values.pop("preset")
-        factor = values.pop("intensity", 1.0)
-        if not isinstance(name, str):
-            raise AnimatorError(f"{where}.preset: {name!r} is not a preset name")
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
-            raise AnimatorError(f"{where}.intensity: {factor!r} is not a number")
-        vector = preset(name, float(factor), f"{where}.preset")
+        name, factor = preset_and_factor(values.pop("preset"), values.pop("intensity", None), where)
+        vector = preset(name, factor, f"{where}.preset")
     for key, value in values.items():
         vector[_index_at(key, where)] = check_intensity(value, f"{where}.{key}")
     return vector

@@ -9,7 +9,6 @@ seconds may need a frame rate, so :meth:`Keyframes.channels` takes one.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ import numpy as np
 
 from animator import aus
 from animator.errors import AnimatorError
+from animator.jsontext import read_json
 
 FORMAT_VERSION = 1
 MODES = ("absolute", "relative")
@@ -135,22 +135,7 @@ class Keyframes:
 def load_keyframes(path: str | Path, fps: float | None = None) -> Keyframes:
     """Read and validate a keyframe file. ``fps`` (e.g. the video's) is only used to check key
     order now when the file has frame keys but no fps of its own."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnimatorError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AnimatorError(f"{path}: is a folder, not a keyframe file") from None
-    except UnicodeDecodeError:
-        raise AnimatorError(f"{path}: not a UTF-8 text file") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_names)
-    except json.JSONDecodeError as exc:
-        raise AnimatorError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except _DuplicateName as exc:
-        raise AnimatorError(f"{path}: invalid JSON: {exc}") from None
+    data = read_json(path, "keyframe file", object_pairs_hook=_no_duplicate_names)
     return parse_keyframes(data, str(path), fps)
 
 
@@ -243,12 +228,11 @@ def parse_timecode(value: object, where: str = "timecode") -> tuple[float, float
 
 def _preset_values(item: Mapping, mode: str, where: str) -> dict[str, float]:
     """A preset key is a whole-face pose: all 17 AUs, those the preset lists scaled by intensity
-    and the rest 0 (so going from one preset to another leaves nothing behind)."""
-    name = item["preset"]
-    if not isinstance(name, str):
-        raise AnimatorError(f"{where}.preset: {name!r} is not a preset name")
+    (``"intensity": 0.5`` or ``"happy*0.5"``) and the rest 0 (so going from one preset to
+    another leaves nothing behind)."""
+    name, factor = aus.preset_and_factor(item["preset"], item.get("intensity"), where)
     base = aus.preset(name, 1.0, f"{where}.preset")
-    factor = _number(item.get("intensity", 1.0), f"{where}.intensity")
+    factor = _number(factor, f"{where}.intensity")
     if factor < 0 and mode == "absolute":
         raise AnimatorError(f"{where}.intensity: {factor:g} is negative (only relative-mode "
                             f"offsets can be negative)")
@@ -314,11 +298,10 @@ def _choice(value: object, allowed: tuple[str, ...], where: str) -> str:
 
 
 def _number(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AnimatorError(f"{where}: {value!r} is not a number")
-    if not math.isfinite(value):
-        raise AnimatorError(f"{where}: {value!r} is not a finite number")
-    return float(value)
+    number = aus.as_float(value, where)
+    if not math.isfinite(number):
+        raise AnimatorError(f"{where}: {number!r} is not a finite number")
+    return number
 
 
 def _fps(value: object, where: str) -> float:

@@ -9,6 +9,7 @@ leading ``file`` column. AUs landmarks cannot see (docs/au_estimation.md) are wr
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from animator.aus import AU_NAMES, N_AUS
 from animator.errors import AnimatorError
-from animator.estimate import AUEstimator, estimate_image_aus
+from animator.estimate import AUEstimator
 from animator.media.images import is_image, read_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
@@ -34,6 +35,7 @@ class EstimateOptions:
     score_threshold: float = 0.6
     overwrite: bool = False
     quiet: bool = False
+    warn: Callable[[str], None] = lambda line: None  # an image of a folder that was skipped
 
 
 @dataclass
@@ -64,12 +66,14 @@ def estimate(opts: EstimateOptions) -> list[Row]:
     landmarker = make_landmarker(opts.landmarks)
     estimator = AUEstimator.default()
     if source.is_dir():
-        rows = _images(sorted(p for p in source.iterdir() if p.is_file() and is_image(p)),
-                       detector, landmarker, estimator, opts.quiet, folder=True)
-        if not rows:
+        paths = sorted(p for p in source.iterdir() if p.is_file() and is_image(p))
+        if not paths:
             raise AnimatorError(f"{source}: no images (.jpg, .png ...) in this folder")
+        rows = _images(paths, detector, landmarker, estimator, opts, folder=True)
+        if not rows:
+            raise AnimatorError(f"{source}: none of its {len(paths)} images could be estimated")
     elif is_image(source):
-        rows = _images([source], detector, landmarker, estimator, opts.quiet, folder=False)
+        rows = _images([source], detector, landmarker, estimator, opts, folder=False)
     else:
         rows = _video(source, detector, landmarker, estimator, opts)
     write_csv(rows, opts.output, [source], opts.overwrite, with_file=source.is_dir())
@@ -78,15 +82,30 @@ def estimate(opts: EstimateOptions) -> list[Row]:
     return rows
 
 
-def _images(paths: list[Path], detector, landmarker, estimator: AUEstimator, quiet: bool,
-            folder: bool) -> list[Row]:
+def _images(paths: list[Path], detector, landmarker, estimator: AUEstimator,
+            opts: EstimateOptions, folder: bool) -> list[Row]:
+    """Rows for the selected faces of each image (one row with confidence 0 where none is
+    found). In a folder an image that fails is skipped with a warning, not the whole folder."""
+    from animator.faces.track import image_faces
+
     rows = []
-    with progress(len(paths), "estimate", quiet, unit="image") as bar:
+    with progress(len(paths), "estimate", opts.quiet, unit="image") as bar:
         for number, path in enumerate(paths, start=1):
-            found = estimate_image_aus(read_image(path), detector, landmarker, estimator)
-            aus, score = found if found is not None else (np.zeros(N_AUS, np.float32), 0.0)
-            rows.append(Row(number, 0.0, 0, score, aus, path.name if folder else None))
-            bar.update()
+            name = path.name if folder else None
+            try:
+                faces = [f for f in image_faces(read_image(path), opts.select, detector, landmarker)
+                         if _points(f) is not None]
+            except AnimatorError as exc:
+                if not folder:
+                    raise
+                opts.warn(f"{exc}: skipped")
+                continue
+            finally:
+                bar.update()
+            if not faces:
+                rows.append(Row(number, 0.0, 0, 0.0, np.zeros(N_AUS, np.float32), name))
+            rows += [Row(number, 0.0, face.track_id, float(face.score),
+                         estimator.estimate(_points(face)), name) for face in faces]
     return rows
 
 

@@ -34,7 +34,7 @@ class FacesOptions:
     input: Path
     json_out: Path | None = None
     preview: Path | None = None
-    select: str | int = "largest"
+    select: str | int = "all"
     score_threshold: float = 0.6
     landmarks: str = "mesh"
     max_gap: int = 10

@@ -1,6 +1,6 @@
 """``animator morph``: one photo moving smoothly from one AU target to another.
 
-The face is found once (largest face), cropped once, and the generator runs on the same crop
+The faces (``--select``: the largest by default) are found once, cropped once, and the generator runs on the same crop
 with the AU vector eased from A to B; each result is pasted back at full resolution. OUT is a
 video (.mp4/.mov/.mkv/.webm, through the same encoder as render), an animated .gif (Pillow),
 or a folder of PNGs with frames.json (any OUT without one of those suffixes).
@@ -45,6 +45,7 @@ class MorphOptions:
     checkpoint: Path | None = None
     device: str = "auto"
     batch_size: int = 16
+    select: str | int = "largest"  # "largest" | "all" | a face ID from ``animator faces``
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     mattes: bool = False
     overwrite: bool = False
@@ -88,7 +89,13 @@ def output_kind(out: Path) -> str:
 
 
 def morph(opts: MorphOptions) -> Summary:
+    from animator.faces.track import parse_selection  # noqa: PLC0415
+
     began = clock.perf_counter()
+    select = parse_selection(opts.select)
+    if Path(opts.image).is_dir():
+        raise AnimatorError(f"{opts.image}: is a folder; morph animates one photo "
+                            f"(.jpg, .png ...)")
     if not 2 <= opts.frames <= MAX_FRAMES:
         raise AnimatorError(f"--frames: {opts.frames} must be in 2-{MAX_FRAMES}")
     if not 0 < opts.fps <= MAX_FPS:
@@ -112,10 +119,10 @@ def morph(opts: MorphOptions) -> Summary:
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite, directory=kind == "folder")
     editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
-    face = find_face(image, editor.crop_policy, opts.image)
+    faces = find_faces(image, editor.crop_policy, opts.image, select)
 
     summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
-    jobs = _frames(image, face, vectors, editor, fps, opts.batch_size, opts.mattes)
+    jobs = _frames(image, faces, vectors, editor, fps, opts.batch_size, opts.mattes)
     with progress(len(vectors), "morphing", opts.quiet) as bar, \
             atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
         if kind == "video":
@@ -130,43 +137,45 @@ def morph(opts: MorphOptions) -> Summary:
                 for job in jobs:
                     export.add(job)
                     bar.update(1)
-    summary.frames = summary.faces_edited = len(vectors)
+    summary.frames = len(vectors)
+    summary.faces_edited = len(vectors) * len(faces)
     summary.frames_dir = str(opts.out) if kind == "folder" else None
     summary.seconds = clock.perf_counter() - began
     return summary
 
 
-def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
-    """The largest face's crop and transform, aligned on the face mesh's five points as the
-    renderer's tracker and ``animator prepare`` align them (YuNet's own points drift on tilted
-    heads), so the model sees the crops it was trained on."""
+def find_faces(image: np.ndarray, policy, source: Path, select: str | int = "largest") -> list[FaceJob]:
+    """The selected faces' crops and transforms (``--select`` as in render: IDs from
+    ``animator faces``), aligned on the face mesh's five points as the renderer's tracker and
+    ``animator prepare`` align them, so the model sees the crops it was trained on."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
-    from animator.faces.detect import FaceDetector  # noqa: PLC0415
-    from animator.faces.landmarks import MeshLandmarker, five_points  # noqa: PLC0415
+    from animator.faces.track import image_faces  # noqa: PLC0415
 
-    detections = FaceDetector().detect(image)
-    if not detections:
+    found = image_faces(image, select)
+    if not found:
         raise AnimatorError(f"{source}: no face found in the image")
-    face = detections[0]
-    points = five_points(MeshLandmarker().landmarks(image, face))
-    M = crop_transform(policy, points, face.box)
-    return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
-                   points=points, M=M, crop=warp_crop(image, M, policy.size),
-                   target=np.zeros(aus.N_AUS, np.float32))
+    jobs = []
+    for face in found:
+        M = crop_transform(policy, face.points, face.box)
+        jobs.append(FaceJob(track_id=face.track_id, box=np.asarray(face.box), score=float(face.score),
+                            points=np.asarray(face.points), M=M, crop=warp_crop(image, M, policy.size),
+                            target=np.zeros(aus.N_AUS, np.float32)))
+    return jobs
 
 
-def _frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, fps: Fraction,
+def _frames(image: np.ndarray, faces: list[FaceJob], vectors: np.ndarray, editor, fps: Fraction,
             batch_size: int, mattes: bool) -> Iterator[FrameJob]:
-    """Generate in batches of the same crop with changing AUs; composite each result."""
+    """Generate in batches of the same crops with changing AUs; composite each result."""
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
-            job_face = FaceJob(track_id=face.track_id, box=face.box, score=face.score,
-                               points=face.points, M=face.M, crop=face.crop, target=vectors[i])
+            job_faces = [FaceJob(track_id=face.track_id, box=face.box, score=face.score,
+                                 points=face.points, M=face.M, crop=face.crop, target=vectors[i])
+                         for face in faces]
             frame = VideoFrame(index=i, time=float(i / fps), rgb=image, pts=i, duration=1,
                                time_base=1 / fps)
-            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face]))
-        edit_faces(editor, [job.faces[0] for job in batch])
+            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=job_faces))
+        edit_faces(editor, [face for job in batch for face in job.faces])
         for job in batch:
             composite_faces(job, mattes)
             yield job

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ class Summary:
     frames: int = 0
     faces_edited: int = 0
     frames_without_face: int = 0
-    corrupt_packets: int = 0
+    corrupt_packets: int = 0  # packets the decoder rejected
+    frames_lost: int = 0  # frames the input's header promises that could not be decoded
+    frames_damaged: int = 0  # frames rendered although the decoder flagged them corrupt
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     frames_dir: str | None = None
@@ -75,7 +78,8 @@ class Summary:
     def to_dict(self) -> dict:
         data = {"input": self.input, "output": self.output, "frames": self.frames,
                 "faces_edited": self.faces_edited, "frames_without_face": self.frames_without_face,
-                "corrupt_packets_skipped": self.corrupt_packets, "seconds": round(self.seconds, 3),
+                "corrupt_packets_skipped": self.corrupt_packets, "frames_lost": self.frames_lost,
+                "frames_damaged": self.frames_damaged, "seconds": round(self.seconds, 3),
                 "fps": round(self.fps, 2), "notes": self.notes}
         if self.frames_dir:
             data["frames_dir"] = self.frames_dir
@@ -86,8 +90,11 @@ class Summary:
     def text(self) -> str:
         lines = [f"{self.output}: {self.frames} frames, {self.faces_edited} faces edited, "
                  f"{self.frames_without_face} frames without a face, "
-                 f"{self.corrupt_packets} corrupt packets skipped, "
                  f"{self.seconds:.1f} s ({self.fps:.1f} frames/s)"]
+        if self.frames_lost or self.frames_damaged or self.corrupt_packets:
+            lines.append(f"damaged input: {self.frames_lost} frames lost, {self.frames_damaged} "
+                         f"frames damaged (rendered as decoded), {self.corrupt_packets} corrupt "
+                         f"packets skipped")
         if self.frames_dir:
             lines.append(f"frames exported to {self.frames_dir}")
         lines += [f"note: {note}" for note in self.notes]
@@ -118,6 +125,9 @@ class FrameJob:
 
 
 def check_range(start: float | None, end: float | None) -> None:
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None and not math.isfinite(value):
+            raise AnimatorError(f"{name}: {value:g} is not a finite time in seconds")
     if start is not None and start < 0:
         raise AnimatorError(f"--start: {start:g} is negative")
     if end is not None and end <= (start or 0.0):
@@ -190,6 +200,8 @@ def render(opts: RenderOptions) -> Summary:
         summary.notes = list(writer.notes)
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
+    summary.frames_lost = stats.frames_lost(info)
+    summary.frames_damaged = stats.damaged_frames
     summary.frames_dir = str(opts.frames_dir) if opts.frames_dir else None
     summary.seconds = clock.perf_counter() - began
     return summary

@@ -119,10 +119,10 @@ def test_iter_frames_keeps_pts_and_times(vfr_clip):
 
 def test_mp4_rewrite_reproduces_timing_size_rotation_and_audio(vfr_clip, tmp_path):
     out = tmp_path / "out.mp4"
-    writer = rewrite(vfr_clip, out)
-    assert any("yuv444p" in note for note in writer.notes)  # odd size kept, not cropped
+    writer = rewrite(vfr_clip, out, EncodeOptions(odd_size="keep444"))
+    assert any("yuv444p" in note for note in writer.notes)  # odd size kept, not padded
     src, dst = probe(vfr_clip), probe(out)
-    assert (dst.width, dst.height, dst.rotation) == (161, 121, 90)
+    assert (dst.width, dst.height, dst.rotation, dst.pix_fmt) == (161, 121, 90, "yuv444p")
     assert times(out) == times(vfr_clip)  # same time base: exact
     assert dst.duration == pytest.approx(src.duration, abs=1e-3)
     assert audio_packets(out) == audio_packets(vfr_clip)  # copied, not re-encoded

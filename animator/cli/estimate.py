@@ -17,7 +17,8 @@ from animator.cli.options import (landmarks_option, overwrite_option, quiet_opti
                    "(a folder of images adds a leading 'file' column).")
 @click.option("--plot", type=click.Path(path_type=Path),
               help="Also draw the AU curves over time (.png, .svg, .pdf).")
-@select_option("Video faces to report: 'largest' (the biggest track), 'all', or a face ID.")
+@select_option("Faces to report: 'largest' (the biggest track), 'all', or a face ID from "
+               "'animator faces' (one row per face and frame or image).")
 @landmarks_option("468-point face mesh (shipped), or 68-point FAN (pip install animator[fan]; "
                   "fewer AUs: see docs/au_estimation.md).")
 @score_threshold_option
@@ -26,18 +27,27 @@ from animator.cli.options import (landmarks_option, overwrite_option, quiet_opti
 def command(input_path: Path, output: Path, plot: Path | None, select: str, landmarks: str,
             score_threshold: float, overwrite: bool, quiet: bool) -> None:
     """Estimate the 17 AU intensities (0-5) of INPUT: a video (one row per frame and face), a
-    folder of images (one row per image, largest face) or one photo (one row).
+    folder of images (one row per image and face) or one photo.
 
     Frames are numbered from 1 as in OpenFace; rows where no face was found have
     confidence 0 and all AUs 0. Geometry cannot see AU14 (dimpler): it is always 0.
+    In a folder, an image that cannot be read is skipped with a warning and counted; the
+    exit status is non-zero only when no image at all could be estimated.
     """
     from animator.faces.track import parse_selection  # noqa: PLC0415
     from pipelines.estimate import EstimateOptions, estimate  # noqa: PLC0415
 
+    skipped: list[str] = []
+
+    def warn(line: str) -> None:
+        skipped.append(line)
+        click.echo(f"warning: {line}", err=True)
+
     rows = estimate(EstimateOptions(input=input_path, output=output, plot=plot,
                                     select=parse_selection(select), landmarks=landmarks,
                                     score_threshold=score_threshold, overwrite=overwrite,
-                                    quiet=quiet))
+                                    quiet=quiet, warn=warn))
     if not quiet:
         found = sum(row.confidence > 0 for row in rows)
-        click.echo(f"{output}: {len(rows)} row(s), a face in {found}", err=True)
+        click.echo(f"{output}: {len(rows)} row(s), a face in {found}"
+                   + (f", {len(skipped)} image(s) skipped" if skipped else ""), err=True)

@@ -17,7 +17,8 @@ from animator.cli.options import (landmarks_option, overwrite_option, quiet_opti
                    "Without --json or --preview the JSON goes to stdout.")
 @click.option("--preview", type=click.Path(path_type=Path),
               help="Draw boxes, IDs and landmarks: an image for an image, a video (.mp4, .mkv ...) for a video.")
-@select_option("Which faces to report: 'largest' (the biggest track), 'all', or a face ID.")
+@select_option("Which faces to report: 'all' (the IDs that render, morph and estimate "
+               "--select take), 'largest' (the biggest track), or a face ID.", default="all")
 @score_threshold_option
 @landmarks_option("Landmarks drawn in the preview: the shipped 468-point face mesh, or 68-point "
                   "FAN (needs 'pip install animator[fan]' and a network to fetch its weights once).")

@@ -20,9 +20,9 @@ def overwrite_option(help: str):
     return click.option("--overwrite", is_flag=True, help=help)
 
 
-def select_option(help: str):
+def select_option(help: str, default: str = "largest"):
     """``--select``: checked by :func:`animator.faces.track.parse_selection`."""
-    return click.option("--select", default="largest", show_default=True, help=help)
+    return click.option("--select", default=default, show_default=True, help=help)
 
 
 def landmarks_option(help: str):
@@ -42,7 +42,12 @@ def model_options(func):
 
 
 def encode_options(func):
-    """--codec, --crf, --preset (``animator render`` and ``morph``)."""
+    """--codec, --crf, --preset, --odd-size (``animator render`` and ``morph``)."""
+    func = click.option("--odd-size", type=click.Choice(["pad", "crop", "keep444"]), default="pad",
+                        show_default=True,
+                        help="H.264/H.265 with an odd width or height: pad one edge pixel (or "
+                             "crop one) for yuv420p, which browsers and phones play, or keep "
+                             "the size as 4:4:4.")(func)
     func = click.option("--preset", default="medium", show_default=True,
                         help="x264/x265 speed preset.")(func)
     func = click.option("--crf", type=int, default=18, show_default=True,

@@ -26,7 +26,7 @@ from animator.cli.options import encode_options, model_options, output_options, 
 @click.option("--end", type=float, help="Render up to this time (seconds, exclusive).")
 @output_options
 def command(video: Path, keyframes: Path, out: Path, checkpoint: Path | None, batch_size: int,
-            device: str, select: str, codec: str | None, crf: int, preset: str,
+            device: str, select: str, codec: str | None, crf: int, preset: str, odd_size: str,
             frames_dir: Path | None, mattes: bool, start: float | None, end: float | None,
             overwrite: bool, quiet: bool, as_json: bool) -> None:
     """Render VIDEO with the faces' expressions following the --keyframes file.
@@ -39,7 +39,7 @@ def command(video: Path, keyframes: Path, out: Path, checkpoint: Path | None, ba
 
     summary = render(RenderOptions(
         video=video, keyframes=keyframes, out=out, checkpoint=checkpoint, batch_size=batch_size,
-        device=device, select=select, encode=EncodeOptions(codec=codec, crf=crf, preset=preset),
+        device=device, select=select, encode=EncodeOptions(codec=codec, crf=crf, preset=preset, odd_size=odd_size),
         frames_dir=frames_dir, mattes=mattes, start=start, end=end, overwrite=overwrite,
         quiet=quiet))
     if as_json:

@@ -1,8 +1,9 @@
 """AU estimation from face landmarks: geometry (pose-normalised measures), calibrated
 intensities, and helpers for images and AU time series.
 
-``estimate_image_aus(rgb, detector, landmarker, estimator)`` is what ``animator estimate`` calls
-for a photo (``animator prepare`` estimates from the mesh it already has for the crop); ``smooth_au_series`` is the zero-lag smoothing the
+``estimate_image_aus(rgb, detector, landmarker, estimator)`` estimates the largest face of a
+photo in one call (``animator estimate`` goes through the tracker so that ``--select`` takes the
+face IDs of ``animator faces``; ``animator prepare`` estimates from the mesh it already has); ``smooth_au_series`` is the zero-lag smoothing the
 renderer applies to an actor's per-frame AUs in relative keyframe mode.
 """
 

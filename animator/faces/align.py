@@ -58,7 +58,8 @@ class CropPolicy:
             raise AnimatorError(f"crop policy: kind {self.kind!r} is not one of {', '.join(CROP_KINDS)}")
         if not (isinstance(self.size, (int, np.integer)) and 16 <= self.size <= 4096):
             raise AnimatorError(f"crop policy: size {self.size!r} is not an integer in 16..4096")
-        if not (np.isfinite(self.scale) and 0.25 <= self.scale <= 4.0):
+        if (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float, np.floating))
+                or not 0.25 <= self.scale <= 4.0):  # NaN fails the comparison too
             raise AnimatorError(f"crop policy: scale {self.scale!r} is not in 0.25..4")
         self.size = int(self.size)
         self.scale = float(self.scale)

@@ -282,3 +282,10 @@ def track_video(frames: Iterable[Any], detector: FaceDetector | None = None,
         if on_frame is not None:
             on_frame(observed)
     return tracker.tracks
+
+
+def image_faces(rgb: np.ndarray, select: str | int = "all", detector: FaceDetector | None = None,
+                landmarker: MeshLandmarker | FanLandmarker | None = None) -> list[FaceObservation]:
+    """The selected faces of one photo, tracked as a one-frame video so that their IDs are
+    the ones ``animator faces`` reports for it; in ID order."""
+    return track_video([(0, 0.0, rgb)], detector, landmarker, max_gap=0).select(select).for_frame(0)

@@ -60,10 +60,33 @@ class VideoFrame:
 
 @dataclass
 class DecodeStats:
-    """Filled in while :func:`iter_frames` runs; read it after the loop."""
+    """Filled in while :func:`iter_frames` runs; read it after the loop.
+
+    ``frames`` counts the frames yielded (within ``[start, end)``); the rest describe the whole
+    file up to where decoding stopped, so damage can be reported against the header's promise.
+    """
 
     frames: int = 0
-    corrupt_packets: int = 0
+    corrupt_packets: int = 0  # packets the decoder rejected (their frames are missing)
+    damaged_frames: int = 0  # frames yielded that the decoder flagged as corrupt
+    decoded: int = 0  # frames decoded from the start of the file, before ``start`` included
+    hidden: int = 0  # packets the container marks as decoded but not shown (an edit list's cut)
+    decoded_until: float = 0.0  # seconds: the end of the last decoded frame
+    reached_end: bool = False  # decoding ran to the end of the file (no ``end`` cut it short)
+
+    def frames_lost(self, info: VideoInfo) -> int:
+        """Frames the file's header promises that never decoded (0 unless decoding reached the
+        end of the file): the header's frame count minus the frames decoded and those an edit
+        list hides or, without a count, the stretch of the header's duration after the last
+        decoded frame at the nominal rate (a truncated file keeps the header of the whole one)."""
+        if not self.reached_end:
+            return 0
+        if info.frames:
+            return max(0, info.frames - self.decoded - self.hidden)
+        if info.duration:
+            missing = (info.duration - self.decoded_until) * info.fps_float
+            return round(missing) if missing >= 1.5 else 0  # below that: rounding, not loss
+        return 0
 
 
 def open_input(path: str | os.PathLike) -> av.container.InputContainer:
@@ -124,7 +147,9 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
 
     Decoding always starts at the beginning so frame indices mean the same on every pass;
     frames before ``start`` are decoded but not converted. A packet the decoder rejects is
-    skipped and counted in ``stats.corrupt_packets``; nothing else is dropped.
+    skipped and counted in ``stats.corrupt_packets``; nothing else is dropped. Frames the
+    decoder flags as corrupt are yielded (they are the best picture there is) and counted in
+    ``stats.damaged_frames``.
     """
     path = Path(path)
     stats = stats if stats is not None else DecodeStats()
@@ -148,13 +173,18 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
             last_pts = pts
             time = float((pts - start_pts) * tb)
             index += 1
+            stats.decoded = index
+            stats.decoded_until = time + float((frame.duration or step) * tb)
             if start is not None and time < start - 1e-9:
                 continue
             if end is not None and time >= end - 1e-9:
                 break
             stats.frames += 1
+            stats.damaged_frames += bool(frame.is_corrupt)
             yield VideoFrame(index=index - 1, time=time, rgb=frame.to_ndarray(format="rgb24"),
                              pts=int(pts), duration=int(frame.duration or 0), time_base=tb)
+        else:
+            stats.reached_end = True
     finally:
         container.close()
 
@@ -163,6 +193,7 @@ def _decode(container, stream, stats: DecodeStats, path: Path) -> Iterator[av.Vi
     """Packets -> frames; a packet that fails to decode is counted and skipped."""
     try:
         for packet in container.demux(stream):
+            stats.hidden += bool(packet.size and packet.is_discard)
             try:
                 frames = packet.decode()
             except (av.error.InvalidDataError, av.error.PatchWelcomeError,

@@ -6,9 +6,11 @@ Decisions (see the README's rendering section):
   every frame keeps its input pts (minus the start of a ``--start`` part), so variable frame
   rates survive. MP4/MOV may raise the time scale and Matroska/WebM store milliseconds; times
   then match to the container's precision.
-* Odd sizes: the output keeps the input resolution. 4:2:0 chroma needs even sizes in
-  libx264/libx265, so an odd-sized video is encoded as 4:4:4 (``yuv444p``) with them; VP9,
-  FFV1 and PNG take odd sizes as they are. A note in the summary says when this happened.
+* Odd sizes: libx264/libx265 need even sizes for 4:2:0 chroma (``yuv420p``), the only H.264 /
+  H.265 that browsers and phones play. By default (``odd_size="pad"``) an odd width or height
+  gets one more column or row, a copy of the edge pixels; ``"crop"`` drops the last one instead,
+  and ``"keep444"`` keeps the exact size as 4:4:4 (``yuv444p``, for editing software). VP9,
+  FFV1 and PNG take odd sizes as they are. A note in the summary says what was done.
 * Lossless: ``ffv1`` stores RGB (``bgr0``) and ``png`` stores ``rgb24``, so the pixels written
   are the pixels decoded back, bit for bit.
 * Audio: the first audio stream is copied packet for packet (no re-encode). Only when the
@@ -48,6 +50,7 @@ CODECS_BY_CONTAINER: dict[str, tuple[str, ...]] = {
 DEFAULT_CODEC: dict[str, str] = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264",
                                  "webm": "libvpx-vp9"}
 LOSSLESS_PIX_FMT: dict[str, str] = {"ffv1": "bgr0", "png": "rgb24"}
+ODD_SIZE_POLICIES = ("pad", "crop", "keep444")
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
 _AUDIO_LEAD = 0.5  # seconds of audio muxed ahead of the video, so interleaving stays tight
@@ -60,6 +63,7 @@ class EncodeOptions:
     codec: str | None = None
     crf: int = 18
     preset: str = "medium"
+    odd_size: str = "pad"  # x264/x265 with an odd width or height: pad, crop or keep444
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,17 @@ class EncodePlan:
     pix_fmt: str
     options: dict[str, str]
     notes: tuple[str, ...] = ()
+    size_change: tuple[int, int] = (0, 0)  # columns, rows added (+1, pad) or removed (-1, crop)
+
+
+def fit_size(rgb: np.ndarray, change: tuple[int, int]) -> np.ndarray:
+    """Apply a plan's size change: repeat the last column / row (+1) or drop it (-1)."""
+    columns, rows = change
+    if columns < 0 or rows < 0:  # a crop: both are 0 or -1
+        return rgb[:rgb.shape[0] + rows, :rgb.shape[1] + columns]
+    if columns or rows:
+        return np.pad(rgb, ((0, rows), (0, columns), (0, 0)), mode="edge")
+    return rgb
 
 
 def plan_encoding(out: str | os.PathLike, width: int, height: int,
@@ -96,22 +111,38 @@ def plan_encoding(out: str | os.PathLike, width: int, height: int,
     if not 0 <= options.crf <= 63 or (codec in ("libx264", "libx265") and options.crf > 51):
         raise AnimatorError(f"--crf: {options.crf} is out of range for {codec} "
                             f"(0-{51 if codec in ('libx264', 'libx265') else 63})")
-    notes: list[str] = []
+    if options.odd_size not in ODD_SIZE_POLICIES:
+        raise AnimatorError(f"--odd-size: {options.odd_size!r} is not one of {', '.join(ODD_SIZE_POLICIES)}")
     if codec in LOSSLESS_PIX_FMT:
         return EncodePlan(container, codec, LOSSLESS_PIX_FMT[codec], {}, ())
-    pix_fmt = "yuv420p"
+    pix_fmt, notes, size_change = "yuv420p", [], (0, 0)
     if codec in ("libx264", "libx265") and (width % 2 or height % 2):
-        pix_fmt = "yuv444p"
-        notes.append(f"odd size {width}x{height}: encoded as {codec} yuv444p to keep the resolution")
+        pix_fmt, size_change, note = _odd_size_plan(width, height, codec, options.odd_size)
+        notes.append(note)
     if codec in ("libx264", "libx265"):
         if options.preset not in X26X_PRESETS:
             raise AnimatorError(f"--preset: unknown preset {options.preset!r}: expected one of "
                                 f"{', '.join(X26X_PRESETS)}")
         opts = {"crf": str(options.crf), "preset": options.preset}
+        if codec == "libx265":  # x265 writes its own info lines to stderr, past FFmpeg's log level
+            opts["x265-params"] = "log-level=error"
     else:  # VP9 in constant-quality mode; x264 presets do not apply
         opts = {"crf": str(options.crf), "b": "0", "row-mt": "1", "deadline": "good",
                 "cpu-used": "4"}
-    return EncodePlan(container, codec, pix_fmt, opts, tuple(notes))
+    return EncodePlan(container, codec, pix_fmt, opts, tuple(notes), size_change)
+
+
+def _odd_size_plan(width: int, height: int, codec: str, policy: str) -> tuple[str, tuple[int, int], str]:
+    """(pix_fmt, size change, note) for an odd-sized x264/x265 output."""
+    if policy == "keep444":
+        return "yuv444p", (0, 0), (f"odd size {width}x{height}: encoded as {codec} yuv444p to keep "
+                                   f"the resolution (many browsers and phones cannot play it)")
+    sign = 1 if policy == "pad" else -1
+    change = (sign * (width % 2), sign * (height % 2))
+    how = "padded with a copy of the edge pixels" if sign > 0 else "cropped by one pixel"
+    return "yuv420p", change, (f"odd size {width}x{height}: {how} to {width + change[0]}x"
+                               f"{height + change[1]} for yuv420p (--odd-size keep444 keeps the "
+                               f"size as 4:4:4)")
 
 
 class VideoWriter:
@@ -143,7 +174,8 @@ class VideoWriter:
     def _add_video_stream(self):
         info, plan = self.info, self.plan
         stream = self._container.add_stream(plan.codec, rate=info.fps, options=plan.options)
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, plan.pix_fmt
+        columns, rows = plan.size_change
+        stream.width, stream.height, stream.pix_fmt = info.width + columns, info.height + rows, plan.pix_fmt
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         stream.codec_context.thread_type = "AUTO"
@@ -165,6 +197,7 @@ class VideoWriter:
             self._offset_pts = pts if start is not None else 0
             if self._audio:
                 self._audio.start(float(self._offset_pts * self.info.time_base), self._audio_range[1])
+        rgb = fit_size(rgb, self.plan.size_change)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame = self._to_stream_format(frame)
         frame.pts = pts - self._offset_pts

@@ -15,6 +15,7 @@ Nothing is ever unpickled beyond plain tensors.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from animator.aus import AU_NAMES, canonical_au_name
 from animator.errors import AnimatorError
+from animator.jsontext import parse_json, read_json
 from animator.model.generator import Generator, GeneratorConfig
 from animator.model.importers import import_state_dict, read_torch_checkpoint
 from animator.outputs import atomic_output, usual_mode
@@ -71,9 +73,12 @@ class ModelConfig:
                 or not all(_three_numbers(norm.get(k)) for k in ("mean", "std"))
                 or min(norm["std"]) <= 0):
             raise AnimatorError("model config: input_normalisation must be {\"color_order\": \"RGB\", "
-                                "\"mean\": [3 numbers], \"std\": [3 numbers > 0]}")
+                                "\"mean\": [3 finite numbers], \"std\": [3 finite numbers > 0]}")
         if not isinstance(self.provenance, dict) or not isinstance(self.crop_policy, dict):
             raise AnimatorError("model config: provenance and crop_policy must be JSON objects")
+        from animator.faces.align import CropPolicy  # noqa: PLC0415 (OpenCV import)
+
+        CropPolicy.from_dict(dict(self.crop_policy))  # a bad one fails at load, not mid-render
 
     def au_indices(self) -> np.ndarray:
         """Indices into animator's AU vector, in the order the generator expects its inputs."""
@@ -100,10 +105,13 @@ class ModelConfig:
                                       "input_normalisation", "crop_policy", "provenance"})
         if unknown:
             raise AnimatorError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        au_order = data.get("au_order", list(AU_NAMES))
+        if not isinstance(au_order, list) or not all(isinstance(n, str) for n in au_order):
+            raise AnimatorError(f"{source}: au_order: expected a list of AU names")
         try:
             generator = GeneratorConfig.from_dict(data.get("generator"), f"{source}: generator")
             return cls(generator=generator, crop_policy=data.get("crop_policy"),
-                       au_order=tuple(data.get("au_order", AU_NAMES)),
+                       au_order=tuple(au_order),
                        input_normalisation=data.get("input_normalisation", dict(DEFAULT_INPUT)),
                        provenance=data.get("provenance", {}))
         except AnimatorError as exc:
@@ -186,8 +194,19 @@ def load_config(path: str | Path | None) -> ModelConfig:
 
 
 def load_state(path: str | Path | None) -> tuple[dict[str, torch.Tensor], ModelConfig]:
-    """Weights (animator's key names, on CPU) and config from any supported checkpoint."""
+    """Weights (animator's key names, on CPU) and config from any supported checkpoint; weights
+    that are not all finite are refused (a NaN anywhere makes every edited pixel NaN)."""
     path = _resolve(path)
+    state, config = _read_state(path)
+    damaged = [key for key, value in state.items()
+               if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if damaged:
+        raise AnimatorError(f"{path}: weights hold NaN or infinite values "
+                            f"({', '.join(damaged[:4])}{' ...' if len(damaged) > 4 else ''})")
+    return state, config
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     if path.is_dir():
         config = _read_config(path / CONFIG_NAME)
         return _read_folder_weights(path, config), config
@@ -226,11 +245,7 @@ def _resolve(path: str | Path | None) -> Path:
 def _read_config(path: Path) -> ModelConfig:
     if not path.is_file():
         raise AnimatorError(f"{path.parent}: not a model folder (no {CONFIG_NAME})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
-    return ModelConfig.from_json(data, str(path))
+    return ModelConfig.from_json(read_json(path, "model config"), str(path))
 
 
 def _embedded_config(path: Path) -> ModelConfig | None:
@@ -241,19 +256,17 @@ def _embedded_config(path: Path) -> ModelConfig | None:
         raise AnimatorError(f"{path}: not a readable safetensors file: {exc}") from None
     if text is None:
         return None
-    try:
-        return ModelConfig.from_json(json.loads(text), f"{path} (embedded config)")
-    except json.JSONDecodeError as exc:
-        raise AnimatorError(f"{path}: embedded config is invalid JSON: {exc.msg}") from None
+    source = f"{path} (embedded config)"
+    return ModelConfig.from_json(parse_json(text, source), source)
 
 
 def _read_folder_weights(folder: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
     index_path = folder / INDEX_NAME
     if index_path.is_file():
-        try:
-            weight_map = json.loads(index_path.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise AnimatorError(f"{index_path}: not a safetensors index (no weight_map)") from None
+        weight_map = read_json(index_path, "safetensors index")
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise AnimatorError(f"{index_path}: not a safetensors index (no weight_map)")
         state: dict[str, torch.Tensor] = {}
         for name in sorted(set(weight_map.values())):
             shard = folder / name
@@ -313,5 +326,14 @@ def _nbytes(tensor: torch.Tensor) -> int:
 
 
 def _three_numbers(value: Any) -> bool:
+    """Three finite numbers: a NaN in a normalisation turns every output pixel into NaN."""
     return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
+                    for v in value))
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False

@@ -18,6 +18,10 @@ from animator.errors import AnimatorError
 
 N_SAMPLING = 2  # stride-2 down- and up-sampling stages, as published
 PADDING_MODES = ("zeros", "reflect")
+# Far above any published GANimation (128 px, width 64, 6 blocks), far below what would only
+# exhaust memory: a config outside them is damaged or hostile, not a model.
+LIMITS = {"image_size": 1024, "n_aus": 64, "conv_dim": 1024, "repeat_num": 64}
+MAX_AU_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,16 @@ class GeneratorConfig:
                 raise AnimatorError(f"generator config: {name}={value!r} must be a positive integer")
         if isinstance(self.repeat_num, bool) or not isinstance(self.repeat_num, int) or self.repeat_num < 0:
             raise AnimatorError(f"generator config: repeat_num={self.repeat_num!r} must be an integer >= 0")
+        for name, limit in LIMITS.items():
+            if getattr(self, name) > limit:
+                raise AnimatorError(f"generator config: {name}={getattr(self, name)} is beyond "
+                                    f"the largest supported ({limit})")
         if self.image_size % (2 ** N_SAMPLING):
             raise AnimatorError(f"generator config: image_size={self.image_size} must be a multiple of 4")
-        if not isinstance(self.au_scale, (int, float)) or isinstance(self.au_scale, bool) or not self.au_scale > 0:
-            raise AnimatorError(f"generator config: au_scale={self.au_scale!r} must be a number > 0")
+        if (not isinstance(self.au_scale, (int, float)) or isinstance(self.au_scale, bool)
+                or not 0 < self.au_scale <= MAX_AU_SCALE):
+            raise AnimatorError(f"generator config: au_scale={self.au_scale!r} must be a number "
+                                f"in (0, {MAX_AU_SCALE:g}]")
         if self.residual_padding not in PADDING_MODES:
             raise AnimatorError(f"generator config: residual_padding={self.residual_padding!r} must be "
                                 f"one of {', '.join(PADDING_MODES)}")
@@ -70,10 +80,18 @@ class GeneratorConfig:
         if unknown:
             raise AnimatorError(f"{where}: unknown key(s) {', '.join(unknown)}")
         try:
-            return cls(**{k: float(v) if k == "au_scale" and isinstance(v, int) else v
+            return cls(**{k: _float_or_inf(v) if k == "au_scale" and type(v) is int else v
                           for k, v in data.items()})
         except AnimatorError as exc:
             raise AnimatorError(f"{where}: {exc}") from None
+
+
+def _float_or_inf(value: int) -> float:
+    """A JSON integer as a float; one too large for a float is infinite (and then refused)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
 
 
 class ConvNormReLU(nn.Module):

@@ -274,8 +274,13 @@ def train(data: str | os.PathLike, out: str | os.PathLike, config: TrainConfig,
     started = time.monotonic()
     data, out = Path(data), Path(out)
     ranks = init_distributed(control.device)
+    before = {p.name for p in out.iterdir()} if out.is_dir() else None
     try:
         return _train(data, out, config, control, ranks, started, log if ranks.main else lambda _: None)
+    except BaseException:
+        if ranks.main:
+            _undo_run_folder(out, before)
+        raise
     finally:
         if ranks.active:
             dist.destroy_process_group()
@@ -327,6 +332,9 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
         log(f"resuming {out} at iteration {trainer.iteration}/{total}")
     end = min(total, control.stop_at) if control.stop_at is not None else total
     if ranks.main:
+        if not len(test_set):
+            log(f"{data}: no held-out split (test_ids.csv lists no labelled faces): the eval_* "
+                f"metrics are measured on training faces")
         log(f"training on {len(train_set)} faces ({len(test_set)} held out), {device}, "
             f"{str(trainer.amp_dtype).replace('torch.', '')}, data cache: {batches.mode}; "
             f"{per_epoch} iterations per epoch, {total} in all (decay from {decay_start})")
@@ -361,7 +369,7 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
                 if evaluate:
                     row.update(viewer.evaluate(trainer))
                 metrics.write(row)
-                log(_log_line(row, total))
+                log(_log_line(row, total, held_out=bool(len(test_set))))
                 window_start, window_iters = time.monotonic(), 0
             if it % config.sample_every == 0 and viewer is not None:
                 viewer.write_grid(trainer, out / SAMPLES / f"it_{it:07d}.png")
@@ -432,12 +440,13 @@ def _row(trainer: Trainer, it: int, per_epoch: int, config: TrainConfig, total: 
             "lr_d": learning_rate(config.lr_d, it - 1, total, decay_start), **losses}
 
 
-def _log_line(row: dict, total: int) -> str:
+def _log_line(row: dict, total: int, held_out: bool) -> str:
     parts = [f"it {row['iteration']}/{total}", f"ep {row['epoch']:.2f}"]
     parts += [f"{k} {row[k]:.4g}" for k in ("d_total", "d_gp", "g_total", "g_au", "g_cyc", "attention")
               if isinstance(row.get(k), float)]
     if row.get("eval_au_mae") not in (None, ""):
-        parts.append(f"held-out AU err {row['eval_au_mae']:.3f}")
+        where = "held-out" if held_out else "training-face (no held-out split)"
+        parts.append(f"{where} AU err {row['eval_au_mae']:.3f}")
     if row.get("images_per_s"):
         parts.append(f"{row['images_per_s']:.0f} img/s")
     return "  ".join(parts)
@@ -477,6 +486,20 @@ def _open_run(out: Path, config: TrainConfig, control: RunControl, ranks: Distri
         out.mkdir(exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return None
+
+
+def _undo_run_folder(out: Path, before: set[str] | None) -> None:
+    """After a failure before the first checkpoint, remove what this session added to the run
+    folder (the folder too if it made it): with nothing to resume, it would only block the
+    retry. ``before``: the folder's entries when the session started (None: no folder)."""
+    if not out.is_dir() or (out / CHECKPOINT).exists():
+        return
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in out.iterdir():
+        if path.name not in before:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def saved_config(out: str | os.PathLike) -> TrainConfig:
