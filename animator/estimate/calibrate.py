@@ -8,17 +8,24 @@ with ``aus.csv``; padded with black so the detector sees background around the f
 frames OpenFace did not track are dropped). The shipped detector and landmarker run on every
 frame; each AU's candidate features (:data:`CANDIDATES`) are computed as the estimator does.
 
-Per AU the feature and the map are chosen by **leave-one-person-out** agreement: for each
-candidate and each fit (``linear`` least squares, or ``isotonic`` pool-adjacent-violators with
-the linear gain as the slope beyond the data), fit on two people and predict the third, three
-times. The choice scores the mean Pearson r *within* the held-out people whose OpenFace values
+Per AU the feature is chosen by **leave-one-person-out** agreement: for each candidate, fit on
+two people and predict the third, three times. The map is a ``quantile`` match: the feature's
+percentiles onto OpenFace's percentiles over the same frames (equipercentile calibration;
+monotone, with the least-squares gain as the slope beyond the data). A regression of OpenFace
+on the feature would shrink every peak towards the mean by the correlation (and more across
+people whose offsets differ): a plain brow raise read AU01 1.4 that way, where OpenFace itself
+scores the same blendshape value 2.5-3. The choice scores the mean Pearson r *within* the held-out people whose OpenFace values
 vary (std >= PERSON_MIN_STD; a constant prediction scores 0): with three people, the r of the
 pooled predictions is dominated by one person's offset (OpenFace scores AU14 ~1.4 throughout
-one clip) and rewards predicting that offset. The best candidate wins if OpenFace varies in the
-set (pooled std >= MIN_STD) and its score >= MIN_R. Otherwise the
+one clip) and rewards predicting that offset. The first candidate scoring within MARGIN of the
+best wins if OpenFace varies in the set (pooled std >= MIN_STD) and the best score >= MIN_R.
+Otherwise the
 AU gets a ``prior``: its first candidate, zero at the 90th percentile of the feature over frames
-OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. The final map is refitted
-on all three people. Reported per AU: the pooled r and MAE, r within each held-out person, and
+OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. AUs in
+:data:`FACS_SCALED` always take the prior on their chosen feature: OpenFace's AU45 peaks near 2
+on complete blinks in this data, while the ``blink`` preset (and FACS) puts a closed eye at the
+top of the scale; the estimator must agree with the presets the generator is driven by. The
+final map is refitted on all three people. Reported per AU: the pooled r and MAE, r within each held-out person, and
 the mean offset on frames OpenFace scores below 0.5 ("neutral offset").
 
 The pose template is the face mesh of scikit-image's astronaut photo (Eileen Collins, public
@@ -37,7 +44,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
@@ -47,8 +53,11 @@ from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, au_
 from animator.media.images import read_image
 
 PAD = 32
-MIN_STD, MIN_R = 0.25, 0.4
+MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.1
 PERSON_MIN_STD = 0.15   # a held-out person counts towards the choice where OpenFace varies this much
+QUANTILES = np.linspace(0.0, 100.0, 51)
+# AUs whose intensity scale is anatomical (closed eye = 5), not OpenFace's; see the docstring.
+FACS_SCALED = frozenset({"AU45"})
 
 # The features each AU may read, anatomically plausible ones only; the first is the prior's.
 # Blendshape names are MediaPipe's with Left/Right merged; the others are geometry.MEASURE_NAMES.
@@ -59,7 +68,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "AU05": ("eyeWide", "upper_lid_raise"),
     "AU06": ("cheekSquint", "cheek_raise", "eyeSquint", "mouthSmile"),
     "AU07": ("eyeSquint", "lid_tighten"),
-    "AU09": ("nose_wing_raise", "noseSneer"),
+    "AU09": ("noseSneer", "nose_wing_raise"),
     "AU10": ("mouthUpperUp", "upper_lip_raise"),
     "AU12": ("mouthSmile", "lip_corner_pull"),
     "AU14": ("mouthDimple", "lip_corner_back"),
@@ -78,7 +87,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 PRIOR_SPAN: dict[str, float] = {
     "AU01": 0.6, "AU02": 0.6, "AU04": 0.6, "AU05": 0.5, "AU06": 0.6, "AU07": 0.6, "AU09": 0.08,
     "AU10": 0.6, "AU12": 0.8, "AU14": 0.5, "AU15": 0.5, "AU17": 0.5, "AU20": 0.5, "AU23": 0.6,
-    "AU25": 0.30, "AU26": 0.6, "AU45": 0.8,
+    "AU25": 0.30, "AU26": 0.6, "AU45": 0.4,
 }
 
 
@@ -135,21 +144,17 @@ def load_people(data: Path, estimator: AUEstimator) -> list[Person]:
     return people
 
 
-def fit_map(x: np.ndarray, y: np.ndarray, method: str) -> AUMap | None:
-    """A monotone map fitted to (feature, OpenFace) pairs; None where the slope is not positive."""
+def fit_map(x: np.ndarray, y: np.ndarray) -> AUMap | None:
+    """The feature's percentiles mapped onto OpenFace's; None where the least-squares slope
+    (used beyond the data) is not positive, i.e. the feature does not grow with the AU."""
     if x.std() == 0:
         return None
-    gain, offset = np.polyfit(x, y, 1)
+    gain = np.polyfit(x, y, 1)[0]
     if gain <= 0:
         return None
-    if method == "linear":
-        zero = -offset / gain
-        return AUMap(np.array([[zero, 0.0], [zero + AU_MAX / gain, AU_MAX]]), float(gain))
-    order = np.argsort(x, kind="stable")
-    fitted = isotonic_regression(y[order]).x
-    starts = np.flatnonzero(np.r_[True, np.diff(fitted) > 1e-9])
-    xs = np.add.reduceat(x[order], starts) / np.diff(np.r_[starts, len(order)])
-    return AUMap(np.column_stack([xs, fitted[starts]]), float(gain))
+    xs, ys = np.percentile(x, QUANTILES), np.percentile(y, QUANTILES)
+    keep = np.r_[True, np.diff(xs) > 1e-9]
+    return AUMap(np.column_stack([xs[keep], np.maximum.accumulate(ys[keep])]), float(gain))
 
 
 def prior_map(x: np.ndarray, y: np.ndarray, name: str) -> AUMap:
@@ -163,14 +168,14 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
 
 
-def leave_one_person_out(people: list[Person], index: int, column: int, method: str, name: str) -> list[np.ndarray]:
+def leave_one_person_out(people: list[Person], index: int, column: int, method: str) -> list[np.ndarray]:
     """Each person's predictions from a map fitted on the others."""
     predictions = []
     for held in range(len(people)):
         train = [p for k, p in enumerate(people) if k != held]
         x = np.concatenate([p.features[:, column] for p in train])
         y = np.concatenate([p.aus[:, index] for p in train])
-        au_map = prior_map(x, y, name) if method == "prior" else fit_map(x, y, method)
+        au_map = prior_map(x, y, AU_NAMES[index]) if method == "prior" else fit_map(x, y)
         value = people[held].features[:, column]
         predictions.append(np.zeros_like(value) if au_map is None else np.clip(au_map(value), 0.0, AU_MAX))
     return predictions
@@ -194,20 +199,20 @@ def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
     trials = []
     if target.std() >= MIN_STD:
         for feature in CANDIDATES[name]:
-            for method in ("linear", "isotonic"):
-                column = FEATURE_NAMES.index(feature)
-                score = agreement(people, index, leave_one_person_out(people, index, column, method, name))
-                trials.append((np.nan_to_num(score["score"], nan=-1.0), feature, method, score))
-    best = max(trials, key=lambda t: t[0]) if trials else None
-    if best is None or best[0] < MIN_R:
-        feature, method = CANDIDATES[name][0], "prior"
-        column = FEATURE_NAMES.index(feature)
-        score = agreement(people, index, leave_one_person_out(people, index, column, method, name))
-    else:
-        _, feature, method, score = best
+            column = FEATURE_NAMES.index(feature)
+            score = agreement(people, index, leave_one_person_out(people, index, column, "quantile"))
+            trials.append((np.nan_to_num(score["score"], nan=-1.0), feature))
+    best = max(score for score, _ in trials) if trials else -1.0
+    # the first candidate within MARGIN of the best: blendshapes, listed first, carry less of a
+    # person's anatomy (a high brow, a long chin) than geometry does, which one score cannot show
+    feature = next((f for score, f in trials if score >= best - MARGIN), CANDIDATES[name][0])
+    fitted = best >= MIN_R and name not in FACS_SCALED
+    method = "quantile" if fitted else "prior"
+    feature = feature if best >= MIN_R else CANDIDATES[name][0]
+    score = agreement(people, index, leave_one_person_out(people, index, FEATURE_NAMES.index(feature), method))
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
-    au_map = prior_map(x, target, name) if method == "prior" else fit_map(x, target, method)
+    au_map = prior_map(x, target, name) if method == "prior" else fit_map(x, target)
     if au_map is None:
         raise AnimatorError(f"calibrate: {name}: the {method} fit of {feature} on all people has no positive slope")
     return AURule(feature, au_map), {"method": method, **score}
@@ -258,9 +263,10 @@ def calibrate(data: Path) -> dict:
             "landmarks": "animator.faces: YuNet detection + MediaPipe Face Landmarker v2 (478 points) "
                          "and its blendshape model; the clips tracked as animator estimate does",
             "method": "per AU: intensity = clip(monotone piecewise-linear map of one feature (knots, "
-                      "extended with slope), 0, 5); feature and fit (linear / isotonic) chosen by "
-                      "leave-one-person-out Pearson r; 'prior' = fixed span from a zero at the 90th "
-                      "percentile of frames OpenFace scores < 0.5, where the data cannot fit",
+                      "extended with slope), 0, 5); feature chosen by leave-one-person-out r; "
+                      "'quantile' = the feature's percentiles onto OpenFace's; 'prior' = fixed span "
+                      "from a zero at the 90th percentile of frames OpenFace scores < 0.5, where the "
+                      "data cannot fit or the scale is anatomical (AU45: closed eye = 5)",
             "validation": "leave one person out (3 folds); lopo_r = Pearson r of the pooled held-out "
                           "predictions, lopo_r_per_person = r within each held-out person (order of "
                           "'people'), lopo_score = their mean over people whose OpenFace values vary "
