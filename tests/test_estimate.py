@@ -178,7 +178,7 @@ def test_shipped_calibration_records_sources_and_validation():
         AUEstimator.from_dict({"format": "animator-au-calibration/1"})
 
 
-def _people_subsample(shared_dir, estimator, models, every: int = 4) -> list:
+def _people_subsample(shared_dir, estimator, models, every: int = 6) -> list:
     """The three calibration people, every ``every``-th VoxCeleb frame, landmarks per frame."""
     import csv as csv_module
 
