@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,19 @@ def _people_subsample(shared_dir, estimator, models, every: int = 6) -> list:
     return people
 
 
+def test_quantile_map_is_monotone_and_keeps_the_scale():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 500)
+    y = np.clip(4.0 * x ** 2 + rng.normal(0, 0.05, 500), 0, 5)  # monotone, not linear
+    au_map = calibrate.fit_map(x, y)
+    grid = np.linspace(-0.2, 1.2, 50)
+    assert np.all(np.diff(au_map(grid)) >= 0)
+    assert au_map(np.array([0.95]))[0] == pytest.approx(4.0 * 0.95 ** 2, abs=0.3)  # no shrinking
+    assert calibrate.fit_map(x, 5.0 - y) is None  # a feature that falls as the AU grows
+    prior = calibrate.prior_map(x, y, "AU45")
+    assert prior(np.array([np.percentile(x[y < 0.5], 90)]))[0] == pytest.approx(0.0)
+
+
 def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, models):
     people = _people_subsample(shared_dir, estimator, models)
     scores = {}
@@ -258,6 +272,20 @@ def test_estimate_image_aus_on_a_real_photo(astronaut):
     assert aus[AU["AU12"]] > 1.0  # she smiles
     assert aus[AU["AU45"]] < 0.5  # eyes open
     assert estimate_image_aus(np.full((200, 200, 3), 128, np.uint8), FaceDetector(), MeshLandmarker()) is None
+
+
+def test_cli_estimate_on_a_video_keeps_openface_columns(tmp_path):
+    clip = Path(__file__).resolve().parents[1] / "examples" / "single_face.mp4"
+    out = tmp_path / "aus.csv"
+    result = CliRunner().invoke(cli, ["estimate", str(clip), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["frame", "timestamp", "face_id", "confidence"] + [f"{n}_r" for n in AU_NAMES]
+    assert [int(r["frame"]) for r in rows] == list(range(1, 73))
+    assert all(float(r["confidence"]) > 0.5 for r in rows)
+    values = np.array([[float(r[f"{n}_r"]) for n in AU_NAMES] for r in rows])
+    assert ((values >= 0) & (values <= 5)).all() and values.std(0).max() > 0.1  # a talking face moves
 
 
 def test_cli_estimate_on_an_image_folder(tmp_path, astronaut):
