@@ -57,7 +57,7 @@ from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, au_
 from animator.media.images import read_image
 
 PAD = 32
-MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.1
+MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.05
 PERSON_MIN_STD = 0.15   # a held-out person counts towards the choice where OpenFace varies this much
 QUANTILES = np.linspace(0.0, 100.0, 51)
 # AUs whose intensity scale is anatomical (closed eye = 5), not OpenFace's; see the docstring.
