@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from animator.cli.options import (landmarks_option, overwrite_option, quiet_option,
-                                  score_threshold_option, select_option)
+from animator.cli.options import overwrite_option, quiet_option, score_threshold_option, select_option
 
 
 @click.command("estimate")
@@ -19,18 +18,17 @@ from animator.cli.options import (landmarks_option, overwrite_option, quiet_opti
               help="Also draw the AU curves over time (.png, .svg, .pdf).")
 @select_option("Faces to report: 'largest' (the biggest track), 'all', or a face ID from "
                "'animator faces' (one row per face and frame or image).")
-@landmarks_option("468-point face mesh (shipped), or 68-point FAN (pip install animator[fan]; "
-                  "fewer AUs: see docs/au_estimation.md).")
 @score_threshold_option
 @overwrite_option("Replace existing outputs.")
 @quiet_option
-def command(input_path: Path, output: Path, plot: Path | None, select: str, landmarks: str,
+def command(input_path: Path, output: Path, plot: Path | None, select: str,
             score_threshold: float, overwrite: bool, quiet: bool) -> None:
     """Estimate the 17 AU intensities (0-5) of INPUT: a video (one row per frame and face), a
     folder of images (one row per image and face) or one photo.
 
     Frames are numbered from 1 as in OpenFace; rows where no face was found have
-    confidence 0 and all AUs 0. Geometry cannot see AU14 (dimpler): it is always 0.
+    confidence 0 and all AUs 0. The AUs come from MediaPipe's landmarks and blendshapes,
+    calibrated against OpenFace: see docs/au_estimation.md for how far to trust each.
     In a folder, an image that cannot be read is skipped with a warning and counted; the
     exit status is non-zero only when no image at all could be estimated.
     """
@@ -44,7 +42,7 @@ def command(input_path: Path, output: Path, plot: Path | None, select: str, land
         click.echo(f"warning: {line}", err=True)
 
     rows = estimate(EstimateOptions(input=input_path, output=output, plot=plot,
-                                    select=parse_selection(select), landmarks=landmarks,
+                                    select=parse_selection(select),
                                     score_threshold=score_threshold, overwrite=overwrite,
                                     quiet=quiet, warn=warn))
     if not quiet:
