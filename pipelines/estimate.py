@@ -94,7 +94,7 @@ def _images(paths: list[Path], detector, landmarker, estimator: AUEstimator,
             name = path.name if folder else None
             try:
                 faces = [f for f in image_faces(read_image(path), opts.select, detector, landmarker)
-                         if _points(f) is not None]
+                         if f.mesh is not None]
             except AnimatorError as exc:
                 if not folder:
                     raise
@@ -105,7 +105,7 @@ def _images(paths: list[Path], detector, landmarker, estimator: AUEstimator,
             if not faces:
                 rows.append(Row(number, 0.0, 0, 0.0, np.zeros(N_AUS, np.float32), name))
             rows += [Row(number, 0.0, face.track_id, float(face.score),
-                         estimator.estimate(_points(face)), name) for face in faces]
+                         estimator.estimate(face.mesh), name) for face in faces]
     return rows
 
 
