@@ -88,6 +88,12 @@ def writing(out: str | os.PathLike) -> Iterator[None]:
         raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
 
 
+def mark_folder(folder: Path) -> None:
+    """Write :data:`MARKER` into ``folder``: the sign that --overwrite may replace it later."""
+    (folder / MARKER).write_text(f"written by animator {__version__}; "
+                                 "--overwrite may replace this folder\n")
+
+
 def usual_mode(directory: bool = False) -> int:
     """The permissions a new file (or folder) gets from the user's umask, e.g. 0o644."""
     umask = os.umask(0)
@@ -118,8 +124,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the user's usual mode.
         tmp.chmod(usual_mode(directory))
         if directory:
-            (tmp / MARKER).write_text(f"written by animator {__version__}; "
-                                      "--overwrite may replace this folder\n")
+            mark_folder(tmp)
         yield tmp
         _move_into_place(tmp, out, overwrite, directory)
     except BaseException as exc:

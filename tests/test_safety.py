@@ -285,6 +285,40 @@ def test_au_pickles_of_every_protocol_and_numpy_still_load(tmp_path):
         read_aus(path)
 
 
+TINY_TRAIN = ("--device", "cpu", "--quiet", "--image-size", "32", "--g-conv-dim", "8",
+              "--g-repeat-num", "1", "--d-conv-dim", "8", "--d-repeat-num", "5", "--batch-size", "1",
+              "--steps", "1")
+
+
+@pytest.mark.parametrize("case", ["the data set", "holds the data set", "not made by animator"])
+def test_train_overwrite_spares_folders_it_did_not_make(case, tmp_path):
+    """train writes its run folder in place: --overwrite may clear only a run folder it made."""
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
+    out = {"the data set": data, "holds the data set": tmp_path, "not made by animator": tmp_path / "mine"}[case]
+    if case == "not made by animator":  # the user's own files that happen to share train's names
+        out.mkdir()
+        (out / "summary.json").write_text("{\"my\": \"notes\"}")
+        (out / "samples").mkdir()
+        (out / "samples" / "holiday.png").write_bytes(b"precious")
+    before = snapshot(tmp_path)
+    result = run("train", data, "-o", out, "--overwrite", *TINY_TRAIN)
+    one_line_error(result, str(out), "did not write" if case == "not made by animator" else "input")
+    assert snapshot(tmp_path) == before
+
+
+def test_train_overwrite_starts_again_in_its_own_run_folder(tmp_path):
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
+    out = tmp_path / "run"
+    out.mkdir()  # an empty folder is as good as none
+    assert run("train", data, "-o", out, *TINY_TRAIN).exit_code == 0
+    assert (out / MARKER).is_file() and (out / "checkpoint.pt").is_file()
+    (out / "notes.txt").write_text("kept")
+    one_line_error(run("train", data, "-o", out, *TINY_TRAIN), "already exists")
+    (out / "summary.json").unlink()
+    assert run("train", data, "-o", out, "--overwrite", *TINY_TRAIN).exit_code == 0
+    assert (out / "summary.json").is_file() and (out / "notes.txt").read_text() == "kept"
+
+
 @pytest.mark.parametrize("shell", [False, True], ids=["open", "system"])
 def test_malicious_torch_checkpoint_refusal_names_the_cause(shell, tmp_path):
     torch = pytest.importorskip("torch")
