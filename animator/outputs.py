@@ -32,6 +32,11 @@ _KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
           (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
 
 
+class OutputError(AnimatorError):
+    """The output cannot be written (full disk, read-only filesystem, no permission): a command
+    working through many inputs stops here, as every later write would fail the same way."""
+
+
 def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
                  overwrite: bool = False, directory: bool = False) -> Path:
     """Validate an output path before any work starts, so a bad path fails fast.
@@ -85,7 +90,7 @@ def writing(out: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
+        raise OutputError(f"{out}: cannot write: {exc.strerror}") from None
 
 
 def mark_folder(folder: Path) -> None:
@@ -133,7 +138,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         else:
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
-            raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
+            raise OutputError(f"{out}: cannot write: {exc.strerror}") from None
         raise
 
 

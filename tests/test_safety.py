@@ -355,6 +355,22 @@ def test_disk_full_during_a_render(clip, keys, tiny_model, tmp_path):
         assert list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_disk_full_during_prepare_stops_with_one_line(workers, clip, tmp_path):
+    """A crop that does not fit is the disk's fault, not the video's: prepare stops and says
+    so instead of counting the video as unreadable and going on."""
+    other = tmp_path / "other.mp4"  # two videos: with two workers, the failure comes from one
+    shutil.copyfile(clip, other)
+    with tmpfs(tmp_path / "small", "size=96k") as folder:
+        out = folder / "data"
+        result = run("prepare", clip, other, "-o", out, "--every", "1", "--size", "256",
+                     "--image-format", "png", "--min-face", "32", "--blur-threshold", "0",
+                     "--dedupe-threshold", "0", "--workers", workers, "--quiet")
+        line = one_line_error(result, str(out / "imgs"), "No space left on device")
+        assert "unreadable" not in line
+        assert leftovers(out / "imgs") == [] and not (out / "manifest.json").exists()
+
+
 @pytest.mark.parametrize("command", ["faces", "morph", "estimate", "prepare"])
 def test_zero_length_image(command, tiny_model, tmp_path):
     image = tmp_path / "empty.jpg"
