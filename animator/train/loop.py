@@ -8,6 +8,8 @@ Run folder (``--out RUN``)::
     RUN/metrics.csv          losses every ``log_every`` iterations, held-out metrics every ``eval_every``
     RUN/samples/it_NNNNNNN.png  input | target AUs | output | attention | colour | reconstruction
     RUN/summary.json         how the run ended (iterations, why it stopped, time, images/s)
+    RUN/.animator-output     marks the folder as animator's: only such a folder (or an empty
+                             one) may be started again in with ``--overwrite``
 
 An iteration is one batch: one critic step, plus a generator step every ``critic_steps``-th
 iteration (as the official code counts). Epoch order is a seeded permutation, so a resumed
