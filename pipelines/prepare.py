@@ -32,6 +32,8 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -352,7 +354,14 @@ _WORKER: dict = {}
 
 def _init_worker(options: PrepareOptions, out: Path) -> None:
     cv2.setNumThreads(1)
+    # Pool.terminate (another worker failed, or a stop) sends SIGTERM: end as an exception
+    # does, so a crop being written removes its temporary file instead of leaving it in imgs/
+    signal.signal(signal.SIGTERM, _exit)
     _WORKER.update(options=options, out=out, models=_Models(options.openface is None))
+
+
+def _exit(signum: int, frame) -> None:
+    sys.exit(128 + signum)
 
 
 def _work(source: Source) -> SourceResult:

@@ -460,3 +460,27 @@ def test_stop_signal_mid_render_cleans_up(signum, clip, keys, tiny_model, tmp_pa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and signal.Signals(signum).name in lines[0], err
     assert list(out.iterdir()) == []
+
+
+WORKER_STOPPED_MID_CROP = """
+import os, signal, sys, time
+from pathlib import Path
+from animator.outputs import atomic_output
+from pipelines.prepare import PrepareOptions, _init_worker
+
+out = Path(sys.argv[1])
+_init_worker(PrepareOptions(openface=str(out)), out)
+with atomic_output(out / "crop.png") as tmp:
+    tmp.write_bytes(b"half a crop")
+    os.kill(os.getpid(), signal.SIGTERM)  # as Pool.terminate does
+    time.sleep(30)
+"""
+
+
+def test_a_prepare_worker_ended_by_pool_terminate_removes_its_temporary(tmp_path):
+    """When one prepare worker fails (a full disk) or the command is stopped, the pool SIGTERMs
+    the others: the crop each is writing must not stay behind as a hidden temporary."""
+    done = subprocess.run([sys.executable, "-c", WORKER_STOPPED_MID_CROP, str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert list(tmp_path.iterdir()) == []
