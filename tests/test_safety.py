@@ -286,15 +286,16 @@ def test_au_pickles_of_every_protocol_and_numpy_still_load(tmp_path):
 
 
 TINY_TRAIN = ("--device", "cpu", "--quiet", "--image-size", "32", "--g-conv-dim", "8",
-              "--g-repeat-num", "1", "--d-conv-dim", "8", "--d-repeat-num", "5", "--batch-size", "1",
-              "--steps", "1")
+              "--g-repeat-num", "1", "--d-conv-dim", "8", "--d-repeat-num", "5",
+              "--batch-size", "1", "--steps", "1")
 
 
 @pytest.mark.parametrize("case", ["the data set", "holds the data set", "not made by animator"])
 def test_train_overwrite_spares_folders_it_did_not_make(case, tmp_path):
     """train writes its run folder in place: --overwrite may clear only a run folder it made."""
     data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
-    out = {"the data set": data, "holds the data set": tmp_path, "not made by animator": tmp_path / "mine"}[case]
+    out = {"the data set": data, "holds the data set": tmp_path,
+           "not made by animator": tmp_path / "mine"}[case]
     if case == "not made by animator":  # the user's own files that happen to share train's names
         out.mkdir()
         (out / "summary.json").write_text("{\"my\": \"notes\"}")

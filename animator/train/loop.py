@@ -456,7 +456,8 @@ def _log_line(row: dict, total: int, held_out: bool) -> str:
 
 # ---------------------------------------------------------------- run folder and state
 
-def _open_run(out: Path, data: Path, config: TrainConfig, control: RunControl, ranks: Distributed) -> dict | None:
+def _open_run(out: Path, data: Path, config: TrainConfig, control: RunControl,
+              ranks: Distributed) -> dict | None:
     """Check the run folder; return the saved state when resuming (rank 0 only)."""
     checkpoint = out / CHECKPOINT
     if control.resume:
