@@ -32,6 +32,11 @@ _KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
           (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
 
 
+class OutputError(AnimatorError):
+    """The output cannot be written (full disk, read-only filesystem, no permission): a command
+    working through many inputs stops here, as every later write would fail the same way."""
+
+
 def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
                  overwrite: bool = False, directory: bool = False) -> Path:
     """Validate an output path before any work starts, so a bad path fails fast.
@@ -85,7 +90,13 @@ def writing(out: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
+        raise OutputError(f"{out}: cannot write: {exc.strerror}") from None
+
+
+def mark_folder(folder: Path) -> None:
+    """Write :data:`MARKER` into ``folder``: the sign that --overwrite may replace it later."""
+    (folder / MARKER).write_text(f"written by animator {__version__}; "
+                                 "--overwrite may replace this folder\n")
 
 
 def usual_mode(directory: bool = False) -> int:
@@ -118,8 +129,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the user's usual mode.
         tmp.chmod(usual_mode(directory))
         if directory:
-            (tmp / MARKER).write_text(f"written by animator {__version__}; "
-                                      "--overwrite may replace this folder\n")
+            mark_folder(tmp)
         yield tmp
         _move_into_place(tmp, out, overwrite, directory)
     except BaseException as exc:
@@ -128,7 +138,7 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
         else:
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
-            raise AnimatorError(f"{out}: cannot write: {exc.strerror}") from None
+            raise OutputError(f"{out}: cannot write: {exc.strerror}") from None
         raise
 
 

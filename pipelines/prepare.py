@@ -32,6 +32,8 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -45,7 +47,7 @@ from animator import __version__
 from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.media.images import is_image, read_image, write_image
-from animator.outputs import atomic_output, writing
+from animator.outputs import OutputError, atomic_output, writing
 from animator.progress import progress
 from animator.train.data import (AUS_FILE, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN_IDS,
                                  split_of, write_aus, write_ids)
@@ -338,6 +340,8 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
             for frame in iter_frames(source.path):
                 if frame.index % options.every == 0:
                     keep(frame.rgb, f"{source.name}_f{frame.index:06d}", frame.index, last)
+        except OutputError:
+            raise  # a full or read-only disk is not this video's fault: stop, say so
         except AnimatorError as exc:
             dropped["unreadable"] += 1
             result.problem = str(exc)
@@ -350,7 +354,14 @@ _WORKER: dict = {}
 
 def _init_worker(options: PrepareOptions, out: Path) -> None:
     cv2.setNumThreads(1)
+    # Pool.terminate (another worker failed, or a stop) sends SIGTERM: end as an exception
+    # does, so a crop being written removes its temporary file instead of leaving it in imgs/
+    signal.signal(signal.SIGTERM, _exit)
     _WORKER.update(options=options, out=out, models=_Models(options.openface is None))
+
+
+def _exit(signum: int, frame) -> None:
+    sys.exit(128 + signum)
 
 
 def _work(source: Source) -> SourceResult:
@@ -371,8 +382,9 @@ def prepare(inputs: list[str | os.PathLike], out: str | os.PathLike, options: Pr
         bar.update(len(sources) - len(todo))
         for result in _run(todo, options, out):
             done[result.source] = result
-            record.write(json.dumps(asdict(result)) + "\n")
-            record.flush()
+            with writing(record.name):
+                record.write(json.dumps(asdict(result)) + "\n")
+                record.flush()
             bar.update(1)
     return _finish(out, sources, done, options)
 

@@ -65,7 +65,7 @@ class Summary:
     frames_without_face: int = 0
     corrupt_packets: int = 0  # packets the decoder rejected
     frames_lost: int = 0  # frames the input's header promises that could not be decoded
-    frames_damaged: int = 0  # frames rendered although the decoder flagged them corrupt
+    frames_damaged: int = 0  # rendered although the decoder flagged them or logged errors
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     frames_dir: str | None = None

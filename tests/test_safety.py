@@ -285,6 +285,41 @@ def test_au_pickles_of_every_protocol_and_numpy_still_load(tmp_path):
         read_aus(path)
 
 
+TINY_TRAIN = ("--device", "cpu", "--quiet", "--image-size", "32", "--g-conv-dim", "8",
+              "--g-repeat-num", "1", "--d-conv-dim", "8", "--d-repeat-num", "5",
+              "--batch-size", "1", "--steps", "1")
+
+
+@pytest.mark.parametrize("case", ["the data set", "holds the data set", "not made by animator"])
+def test_train_overwrite_spares_folders_it_did_not_make(case, tmp_path):
+    """train writes its run folder in place: --overwrite may clear only a run folder it made."""
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
+    out = {"the data set": data, "holds the data set": tmp_path,
+           "not made by animator": tmp_path / "mine"}[case]
+    if case == "not made by animator":  # the user's own files that happen to share train's names
+        out.mkdir()
+        (out / "summary.json").write_text("{\"my\": \"notes\"}")
+        (out / "samples").mkdir()
+        (out / "samples" / "holiday.png").write_bytes(b"precious")
+    before = snapshot(tmp_path)
+    result = run("train", data, "-o", out, "--overwrite", *TINY_TRAIN)
+    one_line_error(result, str(out), "did not write" if case == "not made by animator" else "input")
+    assert snapshot(tmp_path) == before
+
+
+def test_train_overwrite_starts_again_in_its_own_run_folder(tmp_path):
+    data = ganimation_set(tmp_path / "DATA", {"a": np.zeros(17), "b": np.ones(17)})
+    out = tmp_path / "run"
+    out.mkdir()  # an empty folder is as good as none
+    assert run("train", data, "-o", out, *TINY_TRAIN).exit_code == 0
+    assert (out / MARKER).is_file() and (out / "checkpoint.pt").is_file()
+    (out / "notes.txt").write_text("kept")
+    one_line_error(run("train", data, "-o", out, *TINY_TRAIN), "already exists")
+    (out / "summary.json").unlink()
+    assert run("train", data, "-o", out, "--overwrite", *TINY_TRAIN).exit_code == 0
+    assert (out / "summary.json").is_file() and (out / "notes.txt").read_text() == "kept"
+
+
 @pytest.mark.parametrize("shell", [False, True], ids=["open", "system"])
 def test_malicious_torch_checkpoint_refusal_names_the_cause(shell, tmp_path):
     torch = pytest.importorskip("torch")
@@ -307,10 +342,10 @@ def test_read_only_output_folder(clip, keys, tiny_model, photo, tmp_path):
         result = run("render", clip, "-k", keys, "-o", folder / "out.mp4", "--checkpoint",
                      tiny_model)
         one_line_error(result, "not writable")
-        # prepare and train write their folders in place
+        # prepare writes its folder in place; train checks its run folder as every output
         one_line_error(run("prepare", photo, "-o", folder / "data"), "Read-only file system")
         one_line_error(run("train", data, "--out", folder / "run", "--device", "cpu"),
-                       "Read-only file system")
+                       str(folder / "run"), "not writable")
 
 
 def test_disk_full_during_a_render(clip, keys, tiny_model, tmp_path):
@@ -319,6 +354,22 @@ def test_disk_full_during_a_render(clip, keys, tiny_model, tmp_path):
                      "--frames", folder / "frames", "--checkpoint", tiny_model, "--quiet")
         one_line_error(result, "No space left on device")
         assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_disk_full_during_prepare_stops_with_one_line(workers, clip, tmp_path):
+    """A crop that does not fit is the disk's fault, not the video's: prepare stops and says
+    so instead of counting the video as unreadable and going on."""
+    other = tmp_path / "other.mp4"  # two videos: with two workers, the failure comes from one
+    shutil.copyfile(clip, other)
+    with tmpfs(tmp_path / "small", "size=96k") as folder:
+        out = folder / "data"
+        result = run("prepare", clip, other, "-o", out, "--every", "1", "--size", "256",
+                     "--image-format", "png", "--min-face", "32", "--blur-threshold", "0",
+                     "--dedupe-threshold", "0", "--workers", workers, "--quiet")
+        line = one_line_error(result, str(out / "imgs"), "No space left on device")
+        assert "unreadable" not in line
+        assert leftovers(out / "imgs") == [] and not (out / "manifest.json").exists()
 
 
 @pytest.mark.parametrize("command", ["faces", "morph", "estimate", "prepare"])
@@ -410,3 +461,27 @@ def test_stop_signal_mid_render_cleans_up(signum, clip, keys, tiny_model, tmp_pa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and signal.Signals(signum).name in lines[0], err
     assert list(out.iterdir()) == []
+
+
+WORKER_STOPPED_MID_CROP = """
+import os, signal, sys, time
+from pathlib import Path
+from animator.outputs import atomic_output
+from pipelines.prepare import PrepareOptions, _init_worker
+
+out = Path(sys.argv[1])
+_init_worker(PrepareOptions(openface=str(out)), out)
+with atomic_output(out / "crop.png") as tmp:
+    tmp.write_bytes(b"half a crop")
+    os.kill(os.getpid(), signal.SIGTERM)  # as Pool.terminate does
+    time.sleep(30)
+"""
+
+
+def test_a_prepare_worker_ended_by_pool_terminate_removes_its_temporary(tmp_path):
+    """When one prepare worker fails (a full disk) or the command is stopped, the pool SIGTERMs
+    the others: the crop each is writing must not stay behind as a hidden temporary."""
+    done = subprocess.run([sys.executable, "-c", WORKER_STOPPED_MID_CROP, str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ over a file, which is what lets a tracking pass and a rendering pass line up.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 from animator.errors import AnimatorError
@@ -68,7 +70,7 @@ class DecodeStats:
 
     frames: int = 0
     corrupt_packets: int = 0  # packets the decoder rejected (their frames are missing)
-    damaged_frames: int = 0  # frames yielded that the decoder flagged as corrupt
+    damaged_frames: int = 0  # frames yielded that the decoder flagged or logged an error for
     decoded: int = 0  # frames decoded from the start of the file, before ``start`` included
     hidden: int = 0  # packets the container marks as decoded but not shown (an edit list's cut)
     decoded_until: float = 0.0  # seconds: the end of the last decoded frame
@@ -148,8 +150,8 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
     Decoding always starts at the beginning so frame indices mean the same on every pass;
     frames before ``start`` are decoded but not converted. A packet the decoder rejects is
     skipped and counted in ``stats.corrupt_packets``; nothing else is dropped. Frames the
-    decoder flags as corrupt are yielded (they are the best picture there is) and counted in
-    ``stats.damaged_frames``.
+    decoder flags as corrupt or reports errors for are yielded (they are the best picture
+    there is) and counted in ``stats.damaged_frames``.
     """
     path = Path(path)
     stats = stats if stats is not None else DecodeStats()
@@ -165,7 +167,7 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
         start_pts = stream.start_time
         step = max(1, round(1 / (tb * fps)))  # pts step used when a frame carries no pts
         index, last_pts = 0, None
-        for frame in _decode(container, stream, stats, path):
+        for frame, damaged in _decode(container, stream, stats, path):
             pts = frame.pts if frame.pts is not None else (
                 last_pts + step if last_pts is not None else 0)
             if start_pts is None:
@@ -180,7 +182,7 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
             if end is not None and time >= end - 1e-9:
                 break
             stats.frames += 1
-            stats.damaged_frames += bool(frame.is_corrupt)
+            stats.damaged_frames += damaged
             yield VideoFrame(index=index - 1, time=time, rgb=frame.to_ndarray(format="rgb24"),
                              pts=int(pts), duration=int(frame.duration or 0), time_base=tb)
         else:
@@ -189,29 +191,58 @@ def iter_frames(path: str | os.PathLike, start: float | None = None, end: float 
         container.close()
 
 
-def _decode(container, stream, stats: DecodeStats, path: Path) -> Iterator[av.VideoFrame]:
-    """Packets -> frames; a packet that fails to decode is counted and skipped."""
+def _decode(container, stream, stats: DecodeStats,
+            path: Path) -> Iterator[tuple[av.VideoFrame, bool]]:
+    """Packets -> (frame, damaged) pairs; a packet that fails to decode is counted and skipped.
+
+    A frame is damaged when the decoder flags it corrupt or logs an error while decoding its
+    packet: H.264 and HEVC conceal a broken slice (the picture comes out, patched from its
+    neighbours) and mostly say so only in their log. The log is captured per packet and the
+    frame found by its pts (the decoder may return it a few packets later); only errors reach
+    the capture, so healthy input costs nothing extra.
+    """
+    _hear_decoder_errors()
+    decoder = stream.codec_context.codec.name  # the log's name for this decoder's messages
+    flagged: set[int] = set()  # pts of packets whose decoding logged an error
     try:
         for packet in container.demux(stream):
             stats.hidden += bool(packet.size and packet.is_discard)
-            try:
-                frames = packet.decode()
-            except (av.error.InvalidDataError, av.error.PatchWelcomeError,
-                    av.error.UndefinedError):
-                stats.corrupt_packets += 1
-                continue
-            yield from frames
+            # not thread-local: slice threads log from FFmpeg's own threads
+            with av.logging.Capture(local=False) as logs:
+                try:
+                    frames = packet.decode()
+                except (av.error.InvalidDataError, av.error.PatchWelcomeError,
+                        av.error.UndefinedError):
+                    stats.corrupt_packets += 1
+                    continue
+            if packet.pts is not None and any(level <= av.logging.ERROR and name == decoder
+                                              for level, name, _ in logs):
+                flagged.add(packet.pts)
+            for frame in frames:
+                logged = frame.pts in flagged
+                flagged.discard(frame.pts)
+                yield frame, bool(frame.is_corrupt) or logged
     except av.error.EOFError:
         return
     except av.error.FFmpegError as exc:
         raise AnimatorError(f"{path}: read error while decoding ({_reason(exc)})") from None
 
 
+def _hear_decoder_errors() -> None:
+    """Let FFmpeg's error messages reach PyAV's log capture (PyAV drops every message by
+    default) without printing them: animator reports damage in its own words. A level the
+    application chose is kept; errors pass at any level."""
+    if av.logging.get_level() is None:
+        logging.getLogger("libav").addHandler(logging.NullHandler())
+        av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # the same message for two frames: two damaged frames
+
+
 def _first_frame_facts(container, stream, path: Path) -> tuple[int, int | None]:
     """(rotation degrees, first pts) from the first decodable frame (the container is left
     past it: the caller closes it)."""
     rotation, first_pts = 0, None
-    for frame in _decode(container, stream, DecodeStats(), path):
+    for frame, _ in _decode(container, stream, DecodeStats(), path):
         rotation = int(round(frame.rotation or 0))
         first_pts = frame.pts
         break

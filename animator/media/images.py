@@ -71,4 +71,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     ok, encoded = cv2.imencode(suffix, image, params)
     if not ok:
         raise AnimatorError(f"{path}: could not encode image")
-    encoded.tofile(path)
+    with open(path, "wb") as handle:  # not ndarray.tofile: a short write there has no errno
+        handle.write(encoded)

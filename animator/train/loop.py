@@ -8,6 +8,8 @@ Run folder (``--out RUN``)::
     RUN/metrics.csv          losses every ``log_every`` iterations, held-out metrics every ``eval_every``
     RUN/samples/it_NNNNNNN.png  input | target AUs | output | attention | colour | reconstruction
     RUN/summary.json         how the run ended (iterations, why it stopped, time, images/s)
+    RUN/.animator-output     marks the folder as animator's: only such a folder (or an empty
+                             one) may be started again in with ``--overwrite``
 
 An iteration is one batch: one critic step, plus a generator step every ``critic_steps``-th
 iteration (as the official code counts). Epoch order is a seeded permutation, so a resumed
@@ -49,7 +51,7 @@ from animator.model.checkpoint import MAX_SHARD_BYTES, ModelConfig, save_generat
 from animator.model.critic import Critic, CriticConfig
 from animator.model.generator import Generator, GeneratorConfig
 from animator.model.inference import resolve_device
-from animator.outputs import atomic_output, writing
+from animator.outputs import atomic_output, check_output, mark_folder, writing
 from animator.progress import progress
 from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
 from animator.train.data import (Batches, FaceSet, dataset_summary, load_split, read_manifest,
@@ -295,7 +297,7 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
     # read the data set first: a bad DATA must not leave a half-made run folder behind
     train_set = load_split(data, "train")
     test_set = load_split(data, "test")
-    state = _open_run(out, config, control, ranks) if ranks.main else None
+    state = _open_run(out, data, config, control, ranks) if ranks.main else None
     if ranks.active:
         box = [state["config"] if state else None, state is not None]
         dist.broadcast_object_list(box, 0)
@@ -454,7 +456,8 @@ def _log_line(row: dict, total: int, held_out: bool) -> str:
 
 # ---------------------------------------------------------------- run folder and state
 
-def _open_run(out: Path, config: TrainConfig, control: RunControl, ranks: Distributed) -> dict | None:
+def _open_run(out: Path, data: Path, config: TrainConfig, control: RunControl,
+              ranks: Distributed) -> dict | None:
     """Check the run folder; return the saved state when resuming (rank 0 only)."""
     checkpoint = out / CHECKPOINT
     if control.resume:
@@ -469,23 +472,29 @@ def _open_run(out: Path, config: TrainConfig, control: RunControl, ranks: Distri
             raise AnimatorError(f"{checkpoint}: cannot change {', '.join(changed)} when resuming")
         state["config"] = config.to_dict()
         return state
-    if out.exists():
-        contents = [p for p in out.iterdir()] if out.is_dir() else [out]
-        if contents and not control.overwrite:
-            raise AnimatorError(f"{out}: already exists (pass --resume to continue that run, "
-                                f"or --overwrite to start again)")
-        for name in (CHECKPOINT, METRICS, CONFIG, SUMMARY, GENERATOR, SAMPLES):
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    elif not out.parent.is_dir():
-        raise AnimatorError(f"{out}: folder {out.parent} does not exist")
+    if os.path.lexists(out) and not control.overwrite and not _empty_folder(out):
+        raise AnimatorError(f"{out}: already exists (pass --resume to continue that run, "
+                            f"or --overwrite to start again)")
+    # the rule of every output: only a folder animator made (marked) or an empty one is
+    # replaced, never one that holds the data set
+    check_output(out, [data], overwrite=True, directory=True)
+    if out.is_symlink() or (os.path.lexists(out) and not out.is_dir()):
+        out.unlink()  # a file or a link gives way; a link's target is never touched
+    for name in (CHECKPOINT, METRICS, CONFIG, SUMMARY, GENERATOR, SAMPLES):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     with writing(out):
         out.mkdir(exist_ok=True)
+        mark_folder(out)
         (out / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return None
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def _undo_run_folder(out: Path, before: set[str] | None) -> None:
