@@ -1,7 +1,9 @@
 """``animator morph``: one photo moving smoothly from one AU target to another.
 
-The face is found once (largest face), cropped once, and the generator runs on the same crop
-with the AU vector eased from A to B; each result is pasted back at full resolution. OUT is a
+The face is found once (largest face) and the AU vector eased from A to B. With motion, each
+frame first moves the face from its own AUs (the estimator's reading) to that frame's vector
+(:mod:`animator.motion`) and is cropped again; without, the generator runs on the same crop.
+Each result is pasted back at full resolution. OUT is a
 video (.mp4/.mov/.mkv/.webm, through the same encoder as render), an animated .gif (Pillow),
 or a folder of PNGs with frames.json (any OUT without one of those suffixes).
 """
@@ -24,7 +26,7 @@ from animator.media.images import read_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
 from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_editor,
-                              composite_faces, edit_faces)
+                              composite_faces, edit_faces, motion_rig)
 
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
@@ -47,6 +49,7 @@ class MorphOptions:
     batch_size: int = 16
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     mattes: bool = False
+    motion: str | None = None  # "warp" | "none"; None: the model config's choice
     overwrite: bool = False
     quiet: bool = False
 
@@ -112,10 +115,11 @@ def morph(opts: MorphOptions) -> Summary:
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite)
     editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
+    rig = motion_rig(opts.motion, editor)
     face = find_face(image, editor.crop_policy, opts.image)
 
     summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
-    jobs = _frames(image, face, vectors, editor, fps, opts.batch_size, opts.mattes)
+    jobs = edit_frames(image, face, vectors, editor, rig, fps, opts.batch_size, opts.mattes)
     with progress(len(vectors), "morphing", opts.quiet) as bar, \
             atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
         if kind == "video":
@@ -126,7 +130,8 @@ def morph(opts: MorphOptions) -> Summary:
         elif kind == "gif":
             write_gif(tmp, (job.frame.rgb for job in _counted(jobs, bar)), float(fps))
         else:
-            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute") as export:
+            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute",
+                             motion=rig is not None) as export:
                 for job in jobs:
                     export.add(job)
                     bar.update(1)
@@ -148,24 +153,38 @@ def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
     if not detections:
         raise AnimatorError(f"{source}: no face found in the image")
     face = detections[0]
-    points = five_points(MeshLandmarker().landmarks(image, face))
+    mesh = MeshLandmarker().landmarks(image, face)
+    points = five_points(mesh)
     M = crop_transform(policy, points, face.box)
     return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
                    points=points, M=M, crop=warp_crop(image, M, policy.size),
-                   target=np.zeros(aus.N_AUS, np.float32))
+                   target=np.zeros(aus.N_AUS, np.float32), mesh=mesh)
 
 
-def _frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, fps: Fraction,
+def edit_frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, rig, fps: Fraction,
             batch_size: int, mattes: bool) -> Iterator[FrameJob]:
-    """Generate in batches of the same crop with changing AUs; composite each result."""
+    """Generate in batches (of the same crop with changing AUs, or of the moved face's crops);
+    composite each result."""
+    from animator.faces.align import warp_crop  # noqa: PLC0415
+
+    if rig is not None:
+        from animator.estimate import AUEstimator  # noqa: PLC0415
+        from animator.motion.move import move_face  # noqa: PLC0415
+
+        current = AUEstimator.default().estimate(face.mesh)
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
+            rgb, crop, fields = image, face.crop, []
+            if rig is not None:
+                rgb, moved = move_face(image, face.mesh, current, vectors[i], rig)
+                if moved is not None:
+                    crop, fields = warp_crop(rgb, face.M, len(face.crop)), [moved]
             job_face = FaceJob(track_id=face.track_id, box=face.box, score=face.score,
-                               points=face.points, M=face.M, crop=face.crop, target=vectors[i])
-            frame = VideoFrame(index=i, time=float(i / fps), rgb=image, pts=i, duration=1,
+                               points=face.points, M=face.M, crop=crop, target=vectors[i])
+            frame = VideoFrame(index=i, time=float(i / fps), rgb=rgb, pts=i, duration=1,
                                time_base=1 / fps)
-            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face]))
+            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face], fields=fields))
         edit_faces(editor, [job.faces[0] for job in batch])
         for job in batch:
             composite_faces(job, mattes)

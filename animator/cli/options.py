@@ -30,6 +30,13 @@ def landmarks_option(help: str):
                         show_default=True, help=help)
 
 
+motion_option = click.option(
+    "--motion", type=click.Choice(["warp", "none"]), default=None,
+    help="warp: an AU rig moves the face at full resolution and the generator paints what "
+         "motion cannot; none: the generator alone (the paper's GANimation). Default: the "
+         "model's config (warp for animator's models, none for imported checkpoints).")
+
+
 def model_options(func):
     """--checkpoint, --batch-size, --device (``animator render`` and ``morph``)."""
     func = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
