@@ -23,7 +23,7 @@ from animator.errors import AnimatorError
 from animator.estimate import AUEstimator, smooth_au_series
 from animator.estimate.geometry import normalise_pose
 from animator.motion.fit import (PRIOR_SIGMA, SUPPORT, Clip, estimator_prior, fit_rig_basis,
-                                 leave_one_out, mirror_index, support_mask)
+                                 leave_one_out, support_mask)
 from animator.motion.rig import AURig
 from animator.outputs import atomic_output
 from pipelines.render import track_faces
@@ -65,15 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         clips = [load_clip(path, estimator, args.cache) for path in args.clips]
         support = support_mask(estimator.template)
         prior = estimator_prior(estimator, support)
-        mirror = mirror_index(estimator.template)
-        held_out = {ridge: leave_one_out(clips, support, ridge, prior, mirror) for ridge in RIDGES}
+        template = estimator.template
+        held_out = {ridge: leave_one_out(clips, template, support, ridge, prior) for ridge in RIDGES}
         best = max(RIDGES, key=lambda r: np.mean(list(held_out[r].values())))
-        basis = fit_rig_basis(clips, support, best, prior, mirror)
+        basis = fit_rig_basis(clips, template, support, best, prior)
         au_spread = np.concatenate([c.centred()[1] for c in clips]).std(0)
         report = {
             "method": "per-landmark ridge regression of within-clip landmark changes on AU "
                       "changes, each AU restricted to its FACS region, shrunk towards the prior, "
-                      "made bilaterally symmetric (animator.motion.fit)",
+                      "made bilaterally symmetric and smoothed (animator.motion.fit)",
             "clips": {c.name: len(c.faces) for c in clips},
             "au_estimator": estimator.provenance.get("source", "animator/assets/au_calibration.json"),
             "support": {name: list(regions) for name, regions in SUPPORT.items()},

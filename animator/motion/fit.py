@@ -29,6 +29,8 @@ from animator.estimate.geometry import MESH
 # and the chin near y 1.7). Each takes the template's x and y arrays and returns a mask.
 Region = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PRIOR_SIGMA = 0.08  # inter-ocular units: how far the prior spreads a measured point's motion
+SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
+TAPER = 0.12        # ... and over what distance they fade out at their region's border
 
 
 def _mouth_line(x: np.ndarray) -> np.ndarray:
@@ -168,20 +170,42 @@ def symmetrise(basis: np.ndarray, mirror: np.ndarray) -> np.ndarray:
     return (basis + basis[:, mirror] * (-1.0, 1.0, 1.0)) / 2
 
 
-def fit_rig_basis(clips: Sequence[Clip], support: np.ndarray, ridge: float,
-                  prior: np.ndarray | None, mirror: np.ndarray | None) -> np.ndarray:
-    """:func:`fit_basis`, then :func:`symmetrise` (unless ``mirror`` is None)."""
-    basis = fit_basis(clips, support, ridge, prior)
-    return basis if mirror is None else symmetrise(basis, mirror)
+def smooth(basis: np.ndarray, template: np.ndarray, support: np.ndarray,
+           sigma: float = SMOOTH_SIGMA, taper: float = TAPER) -> np.ndarray:
+    """Each AU's moves averaged over neighbouring landmarks of its support (Gaussian weights,
+    ``sigma`` inter-ocular units), then faded to zero over ``taper`` towards the support's
+    border: per-landmark regression noise and a hard border would make contours wavy."""
+    template = np.asarray(template, dtype=np.float64)
+    distance = np.sqrt(((template[:, None, :2] - template[None, :, :2]) ** 2).sum(-1))
+    kernel = np.exp(-0.5 * (distance / sigma) ** 2)
+    out = np.zeros_like(basis)
+    for k in range(len(basis)):
+        if not support[k].any():
+            continue
+        weights = kernel * support[k][None, :]
+        total = weights.sum(1, keepdims=True)
+        averaged = weights @ basis[k] / np.maximum(total, 1e-12)
+        outside = distance[:, ~support[k]].min(1) if (~support[k]).any() else np.full(len(template), np.inf)
+        t = np.clip(outside / taper, 0.0, 1.0)
+        out[k] = np.where(support[k][:, None], averaged * (t * t * (3 - 2 * t))[:, None], 0.0)
+    return out
 
 
-def leave_one_out(clips: Sequence[Clip], support: np.ndarray, ridge: float,
-                  prior: np.ndarray | None = None, mirror: np.ndarray | None = None) -> dict[str, float]:
+def fit_rig_basis(clips: Sequence[Clip], template: np.ndarray, support: np.ndarray, ridge: float,
+                  prior: np.ndarray | None = None) -> np.ndarray:
+    """The rig's basis on ``template``'s landmarks: :func:`fit_basis`, :func:`symmetrise`,
+    :func:`smooth`."""
+    basis = symmetrise(fit_basis(clips, support, ridge, prior), mirror_index(template))
+    return smooth(basis, template, support)
+
+
+def leave_one_out(clips: Sequence[Clip], template: np.ndarray, support: np.ndarray, ridge: float,
+                  prior: np.ndarray | None = None) -> dict[str, float]:
     """Per held-out clip, the fraction of its landmark motion (points any AU may move) that a
     rig fitted (:func:`fit_rig_basis`) on the other clips explains."""
     where = support.any(0)
     scores = {}
     for i, held in enumerate(clips):
-        basis = fit_rig_basis([c for j, c in enumerate(clips) if j != i], support, ridge, prior, mirror)
+        basis = fit_rig_basis([c for j, c in enumerate(clips) if j != i], template, support, ridge, prior)
         scores[held.name] = explained(held, basis, where)
     return scores

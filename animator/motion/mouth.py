@@ -18,10 +18,13 @@ UPPER_INNER = INNER_LIPS[:11]
 MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
+OPENS_FULLY = 0.08           # an opening grown by this fraction of the mouth width is all new
 CAVITY_SHADE = 0.22          # cavity colour as a fraction of the lips' colour
-TEETH_FROM = 0.12            # lips' opening (fraction of mouth width) where teeth start to show
-TEETH_FULL = 0.3             # ... and are fully visible
-TEETH_HEIGHT = 0.11          # the upper teeth's visible height, fraction of the mouth width
+TEETH_FROM = 0.02            # lips' opening (fraction of mouth width) where teeth start to show
+TEETH_FULL = 0.08            # ... and are fully visible
+TEETH_HEIGHT = 0.1           # the upper teeth's visible height, fraction of the mouth width ...
+TEETH_SHARE = 0.6            # ... and at most this fraction of the opening
+TEETH_OPACITY = 0.85
 
 
 def polygon_area(points: np.ndarray) -> float:
@@ -34,10 +37,13 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
     opened part of the mouth painted as a mouth; a copy, or ``frame`` itself if nothing opened."""
     lips_src = np.asarray(source, np.float64)[list(INNER_LIPS), :2]
     lips_tgt = np.asarray(target, np.float64)[list(INNER_LIPS), :2]
-    area_tgt = polygon_area(lips_tgt)
     width = float(np.linalg.norm(np.subtract(*np.asarray(target)[list(MOUTH_CORNERS), :2])))
-    new = 1.0 - polygon_area(lips_src) / area_tgt if area_tgt > 1.0 else 0.0
-    if new <= 0.05 or width < 4:
+    if width < 4:
+        return frame
+    # openings as mean heights (area / mouth width): a smile widens the lips' sliver, not this
+    opening = polygon_area(lips_tgt) / width
+    new = np.clip((opening - polygon_area(lips_src) / width) / (OPENS_FULLY * width), 0, 1)
+    if new <= 0.02:
         return frame
     h, w = frame.shape[:2]
     pad = int(np.ceil(0.1 * width)) + 2
@@ -52,10 +58,10 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
                  np.clip(np.rint(target[list(LIP_POINTS), 0]).astype(int), 0, w - 1)]
     cavity = lips.astype(np.float32).mean(0) * CAVITY_SHADE * (1.0 - 0.5 * depth[..., None])
     paint = cavity
-    opening = area_tgt / width  # mean height of the opening
     show_teeth = np.clip((opening / width - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1)
     if show_teeth > 0:
-        teeth_alpha, teeth_colour = _upper_teeth(local, region.shape[:2], width, lips)
+        height = min(TEETH_HEIGHT * width, TEETH_SHARE * opening)
+        teeth_alpha, teeth_colour = _upper_teeth(local, region.shape[:2], width, height, lips)
         t = (show_teeth * teeth_alpha)[..., None]
         paint = cavity * (1 - t) + teeth_colour * t
     a = (new * alpha)[..., None]
@@ -75,15 +81,20 @@ def _cavity(polygon: np.ndarray, shape: tuple[int, int], width: float) -> tuple[
     return alpha * (mask > 0), depth
 
 
-def _upper_teeth(polygon: np.ndarray, shape: tuple[int, int], width: float,
+def _upper_teeth(polygon: np.ndarray, shape: tuple[int, int], width: float, height: float,
                  lips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A soft band of upper teeth hanging from the upper inner lip, lit like the lips."""
     upper = polygon[: len(UPPER_INNER)]
-    lower_edge = upper + (0, TEETH_HEIGHT * width)
+    lower_edge = upper + (0, height)
     band = np.vstack([upper, lower_edge[::-1]])
     mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(mask, [np.rint(band * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.015 * width))
-    brightness = float(lips.astype(np.float32).mean()) 
-    teeth = np.clip(np.array([1.0, 0.97, 0.9]) * min(235.0, 1.5 * brightness + 40.0), 0, 255)
-    return alpha, teeth.astype(np.float32)
+    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.02 * width))
+    # off-white in the mouth's shade: as bright as the lips' brightest channel, a little warm,
+    # darker towards the corners where the cheeks shade them
+    level = min(215.0, 1.3 * float(lips.astype(np.float32).max(1).mean()))
+    x = np.arange(shape[1], dtype=np.float32)
+    centre, half = (upper[0, 0] + upper[-1, 0]) / 2, max(abs(upper[-1, 0] - upper[0, 0]) / 2, 1.0)
+    shade = 1.0 - 0.45 * np.clip(np.abs(x - centre) / half, 0, 1) ** 2
+    teeth = level * np.array([1.0, 0.93, 0.8], np.float32)[None, None] * shade[None, :, None]
+    return TEETH_OPACITY * alpha, np.broadcast_to(teeth, shape + (3,)).astype(np.float32)

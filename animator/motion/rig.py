@@ -12,7 +12,7 @@ the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
 ``animator/assets/au_rig.json`` with its provenance.
 
 Lids and lips are contours that meet but never cross: after the displacement an upper lid
-that would pass its lower lid stops on it (a blink closes the eye), and inner lips that would
+that would pass its lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that would
 pass each other meet in the middle (a closing mouth stays closed).
 """
 
@@ -35,6 +35,8 @@ N_POINTS = MESH.n_points
 # Upper/lower contour pairs (same position along the contour), MediaPipe mesh numbering.
 UPPER_LIDS = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
 LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 382))
+# a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
+CLOSED_LID_GAP = 0.012
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 
@@ -118,7 +120,7 @@ def keep_contours_apart(face: np.ndarray) -> np.ndarray:
     out = face.copy()
     for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
         up, low = list(upper), list(lower)
-        out[up, 1] = np.minimum(out[up, 1], out[low, 1])
+        out[up, 1] = np.minimum(out[up, 1], out[low, 1] - CLOSED_LID_GAP)
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     crossed = out[up, 1] > out[low, 1]
     middle = (out[up, 1] + out[low, 1]) / 2

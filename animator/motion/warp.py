@@ -56,32 +56,48 @@ def region_box(ring: np.ndarray, shape: tuple[int, ...]) -> Box:
     return int(x0), int(y0), int(max(x0, x1)), int(max(y0, y1))
 
 
-def piecewise_linear(nodes: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Interpolate ``values`` (N, C) given at ``nodes`` (N, 2) at ``queries`` (M, 2), linearly
-    inside each Delaunay triangle of the nodes; zero outside their convex hull."""
-    from matplotlib.tri import Triangulation, TrapezoidMapTriFinder  # noqa: PLC0415
+class PiecewiseLinear:
+    """Interpolate ``values`` (N, C) given at ``nodes`` (N, 2) linearly inside each Delaunay
+    triangle of the nodes; zero outside their convex hull. Built once, queried many times."""
 
-    simplices = Delaunay(nodes).simplices
-    # matplotlib's trapezoid map locates points ~5x faster than scipy's first find_simplex
-    finder = TrapezoidMapTriFinder(Triangulation(nodes[:, 0], nodes[:, 1], triangles=simplices))
-    triangle = finder(queries[:, 0], queries[:, 1])
-    out = np.zeros((len(queries), values.shape[1]), dtype=np.float64)
-    inside = triangle >= 0
-    corners = simplices[triangle[inside]]                          # (M, 3) node indices
-    a, b, c = (nodes[corners[:, k]] for k in range(3))
-    e1, e2, d = b - a, c - a, queries[inside] - a                  # barycentric coordinates
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
-    v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-    weights = np.column_stack([1.0 - u - v, u, v])
-    out[inside] = np.einsum("mk,mkc->mc", weights, values[corners])
-    return out
+    def __init__(self, nodes: np.ndarray, values: np.ndarray):
+        from matplotlib.tri import Triangulation, TrapezoidMapTriFinder  # noqa: PLC0415
+
+        self.nodes, self.values = nodes, values
+        self.simplices = Delaunay(nodes).simplices
+        # matplotlib's trapezoid map locates points ~5x faster than scipy's first find_simplex
+        self._finder = TrapezoidMapTriFinder(Triangulation(nodes[:, 0], nodes[:, 1],
+                                                           triangles=self.simplices))
+
+    def __call__(self, queries: np.ndarray) -> np.ndarray:
+        """(M, 2) points -> (M, C) values."""
+        triangle = self._finder(queries[:, 0], queries[:, 1])
+        out = np.zeros((len(queries), self.values.shape[1]), dtype=np.float64)
+        inside = triangle >= 0
+        corners = self.simplices[triangle[inside]]                 # (M, 3) node indices
+        a, b, c = (self.nodes[corners[:, k]] for k in range(3))
+        e1, e2, d = b - a, c - a, queries[inside] - a              # barycentric coordinates
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
+        v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
+        weights = np.column_stack([1.0 - u - v, u, v])
+        out[inside] = np.einsum("mk,mkc->mc", weights, self.values[corners])
+        return out
+
+
+def pixel_grid(box: Box) -> np.ndarray:
+    """(h * w, 2) the pixel centres of ``box``, row by row."""
+    x0, y0, x1, y1 = box
+    return np.stack(np.meshgrid(np.arange(x0, x1), np.arange(y0, y1)), axis=-1).reshape(-1, 2)
 
 
 def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
+                 detail: tuple[tuple[int, ...], ...] = (),
                  nodes_across: int = GRID_NODES) -> MotionField | None:
     """The backward field that carries landmarks ``source`` (N, 2, frame px) to ``target``;
-    ``shape`` is the frame's. None when the face lies outside the frame."""
+    ``shape`` is the frame's. Around each group of landmark indices in ``detail`` (the lids,
+    whose contours meet when an eye closes) the field is evaluated at every pixel rather than
+    upsampled. None when the face lies outside the frame."""
     source = np.asarray(source, dtype=np.float64)[:, :2]
     target = np.asarray(target, dtype=np.float64)[:, :2]
     ring = anchor_ring(np.vstack([source, target]))
@@ -96,10 +112,18 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
     xs = x0 + (np.arange(gw) + 0.5) * w / gw - 0.5
     ys = y0 + (np.arange(gh) + 0.5) * h / gh - 0.5
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-    nodes = np.vstack([target, ring])
-    values = np.vstack([source - target, np.zeros_like(ring)])
-    coarse = piecewise_linear(nodes, values, grid).reshape(gh, gw, 2).astype(np.float32)
-    return MotionField(box, cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
+    field = PiecewiseLinear(np.vstack([target, ring]), np.vstack([source - target, np.zeros_like(ring)]))
+    coarse = field(grid).reshape(gh, gw, 2).astype(np.float32)
+    offsets = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    for group in detail:
+        points = np.vstack([source[list(group)], target[list(group)]])
+        pad = 4 * step  # far enough out that the upsampled field agrees with the exact one
+        gx0, gy0 = np.clip(np.floor(points.min(0) - pad).astype(int), (x0, y0), (x1, y1))
+        gx1, gy1 = np.clip(np.ceil(points.max(0) + pad).astype(int), (x0, y0), (x1, y1))
+        if gx1 > gx0 and gy1 > gy0:
+            exact = field(pixel_grid((gx0, gy0, gx1, gy1)).astype(np.float64))
+            offsets[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = exact.reshape(gy1 - gy0, gx1 - gx0, 2)
+    return MotionField(box, offsets)
 
 
 def apply_field(frame: np.ndarray, field: MotionField) -> np.ndarray:
