@@ -69,10 +69,18 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
 
 
 def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
-    """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame."""
+    """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame;
+    without an ``editor``, only moved (the warp and the mouth, no generator)."""
+    from animator.faces.align import CropPolicy  # noqa: PLC0415
     from pipelines.morph import edit_frames, find_face  # noqa: PLC0415
 
-    face = find_face(image, editor.crop_policy, Path("photo"))
+    face = find_face(image, editor.crop_policy if editor else CropPolicy(), Path("photo"))
+    if editor is None:
+        from animator.estimate import AUEstimator  # noqa: PLC0415
+        from animator.motion.move import move_face  # noqa: PLC0415
+
+        current = AUEstimator.default().estimate(face.mesh)
+        return [move_face(image, face.mesh, current, target, rig)[0] for target in targets]
     jobs = edit_frames(image, face, targets, editor, rig, Fraction(1), 16, False)
     return [job.frame.rgb for job in jobs]
 
@@ -110,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
         editor = _load_editor(args.checkpoint, "cpu", 16)
-        modes = {"none": None, "warp": AURig.default()}
+        rig = AURig.default()
+        # mode -> (editor, rig): today's generator alone, warp + generator, warp alone
+        modes = {"none": (editor, None), "warp": (editor, rig), "warp-only": (None, rig)}
         faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
         readings = {mode: {au: [] for au in TESTED} for mode in modes}
         for _, image in faces:
@@ -118,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             targets = np.repeat(base[None], len(TESTED), axis=0)
             for i, au in enumerate(TESTED):
                 targets[i, AU_NAMES.index(au)] = REQUEST
-            for mode, rig in modes.items():
-                for au, edited in zip(TESTED, edit(image, targets, editor, rig)):
+            for mode, (mode_editor, mode_rig) in modes.items():
+                for au, edited in zip(TESTED, edit(image, targets, mode_editor, mode_rig)):
                     got = read_aus(edited, detector, landmarker, estimator)
                     readings[mode][au].append(float(got[AU_NAMES.index(au)]) if got is not None else 0.0)
         report = {"faces": len(faces), "request": REQUEST, "reads_as": READS_AS,
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                       for mode, per in readings.items()}}
         if args.sheet:
             write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
-                        editor, modes, detector)
+                        modes, detector)
     except AnimatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_sheet(path: Path, faces: list[tuple[str, np.ndarray]], editor, modes: dict, detector) -> None:
+def write_sheet(path: Path, faces: list[tuple[str, np.ndarray]], modes: dict, detector) -> None:
     targets = np.stack([parse_target(t) for t in SHEET_TARGETS])
     labels = ["input"] + [f"{t} {mode}" for t in SHEET_TARGETS for mode in modes]
     rows = []
@@ -146,7 +156,7 @@ def write_sheet(path: Path, faces: list[tuple[str, np.ndarray]], editor, modes: 
         if not detections:
             continue
         box = detections[0].box
-        edits = {mode: edit(image, targets, editor, rig) for mode, rig in modes.items()}
+        edits = {mode: edit(image, targets, *pair) for mode, pair in modes.items()}
         row = [face_tile(image, box)]
         for i in range(len(SHEET_TARGETS)):
             row += [face_tile(edits[mode][i], box) for mode in modes]

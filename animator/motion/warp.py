@@ -19,8 +19,9 @@ from scipy.spatial import Delaunay
 
 ANCHOR_MARGIN = 0.3   # the still ring lies this fraction beyond the face's half-extents
 N_ANCHORS = 32
-GRID_NODES = 64       # nodes the field is evaluated on across the region's longer side
+GRID_NODES = 48       # nodes the field is evaluated on across the region's longer side
 MIN_STEP = 2          # ... but at most one every MIN_STEP frame pixels
+DETAIL_MOVE = 0.5     # frame pixels a detail group must move to be evaluated exactly
 
 Box = tuple[int, int, int, int]
 
@@ -116,8 +117,10 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
     coarse = field(grid).reshape(gh, gw, 2).astype(np.float32)
     offsets = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     for group in detail:
+        if np.abs(source[list(group)] - target[list(group)]).max() < DETAIL_MOVE:
+            continue
         points = np.vstack([source[list(group)], target[list(group)]])
-        pad = 4 * step  # far enough out that the upsampled field agrees with the exact one
+        pad = 2 * step  # far enough out that the upsampled field agrees with the exact one
         gx0, gy0 = np.clip(np.floor(points.min(0) - pad).astype(int), (x0, y0), (x1, y1))
         gx1, gy1 = np.clip(np.ceil(points.max(0) + pad).astype(int), (x0, y0), (x1, y1))
         if gx1 > gx0 and gy1 > gy0:
