@@ -23,10 +23,11 @@ from animator.errors import AnimatorError
 from animator.media.decode import VideoFrame, VideoInfo
 from animator.media.encode import CONTAINERS, EncodeOptions, VideoWriter, plan_encoding
 from animator.media.images import read_image
+from animator.motion import WARP_ONLY_NOTE
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
-from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_editor,
-                              composite_faces, edit_faces, motion_rig)
+from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary,
+                              composite_faces, edit_faces, motion_setup)
 
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
@@ -114,11 +115,11 @@ def morph(opts: MorphOptions) -> Summary:
         notes += plan_encoding(opts.out, w, h, opts.encode).notes
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite)
-    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
-    rig = motion_rig(opts.motion, editor)
-    face = find_face(image, editor.crop_policy, opts.image)
+    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+    face = find_face(image, editor.crop_policy if editor else None, opts.image)
 
-    summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
+    summary = Summary(input=str(opts.image), output=str(opts.out),
+                      notes=notes + ([] if editor else [WARP_ONLY_NOTE]))
     jobs = edit_frames(image, face, vectors, editor, rig, fps, opts.batch_size, opts.mattes)
     with progress(len(vectors), "morphing", opts.quiet) as bar, \
             atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
@@ -144,7 +145,8 @@ def morph(opts: MorphOptions) -> Summary:
 def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
     """The largest face's crop and transform, aligned on the face mesh's five points as the
     renderer's tracker and ``animator prepare`` align them (YuNet's own points drift on tilted
-    heads), so the model sees the crops it was trained on."""
+    heads), so the model sees the crops it was trained on; without a ``policy`` (no generator)
+    only the face's mesh and points."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
     from animator.faces.landmarks import MeshLandmarker, five_points  # noqa: PLC0415
@@ -155,9 +157,9 @@ def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
     face = detections[0]
     mesh = MeshLandmarker().landmarks(image, face)
     points = five_points(mesh)
-    M = crop_transform(policy, points, face.box)
+    M = crop_transform(policy, points, face.box) if policy else None
     return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
-                   points=points, M=M, crop=warp_crop(image, M, policy.size),
+                   points=points, M=M, crop=warp_crop(image, M, policy.size) if policy else None,
                    target=np.zeros(aus.N_AUS, np.float32), mesh=mesh)
 
 
@@ -179,7 +181,8 @@ def edit_frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, r
             if rig is not None:
                 rgb, moved = move_face(image, face.mesh, current, vectors[i], rig)
                 if moved is not None:
-                    crop, fields = warp_crop(rgb, face.M, len(face.crop)), [moved]
+                    fields = [moved]
+                    crop = warp_crop(rgb, face.M, len(face.crop)) if editor else None
             job_face = FaceJob(track_id=face.track_id, box=face.box, score=face.score,
                                points=face.points, M=face.M, crop=crop, target=vectors[i])
             frame = VideoFrame(index=i, time=float(i / fps), rgb=rgb, pts=i, duration=1,

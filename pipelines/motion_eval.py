@@ -69,18 +69,11 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
 
 
 def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
-    """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame;
-    without an ``editor``, only moved (the warp and the mouth, no generator)."""
-    from animator.faces.align import CropPolicy  # noqa: PLC0415
+    """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame
+    (without an ``editor``, the generator does not run; without a ``rig``, nothing moves)."""
     from pipelines.morph import edit_frames, find_face  # noqa: PLC0415
 
-    face = find_face(image, editor.crop_policy if editor else CropPolicy(), Path("photo"))
-    if editor is None:
-        from animator.estimate import AUEstimator  # noqa: PLC0415
-        from animator.motion.move import move_face  # noqa: PLC0415
-
-        current = AUEstimator.default().estimate(face.mesh)
-        return [move_face(image, face.mesh, current, target, rig)[0] for target in targets]
+    face = find_face(image, editor.crop_policy if editor else None, Path("photo"))
     jobs = edit_frames(image, face, targets, editor, rig, Fraction(1), 16, False)
     return [job.frame.rgb for job in jobs]
 
@@ -119,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
         editor = _load_editor(args.checkpoint, "cpu", 16)
         rig = AURig.default()
-        # mode -> (editor, rig): today's generator alone, warp + generator, warp alone
-        modes = {"none": (editor, None), "warp": (editor, rig), "warp-only": (None, rig)}
+        # --motion mode -> (editor, rig)
+        modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
         faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
         readings = {mode: {au: [] for au in TESTED} for mode in modes}
         for _, image in faces:

@@ -29,6 +29,7 @@ from animator.media.decode import DecodeStats, VideoFrame, iter_frames, probe
 from animator.media.encode import EncodeOptions, VideoWriter, plan_encoding
 from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
+from animator.motion import MOTION_MODES, WARP_ONLY_NOTE
 from animator.motion.warp import frame_offsets
 from animator.progress import progress
 from pipelines.stages import Stages, batched_by
@@ -150,8 +151,7 @@ def render(opts: RenderOptions) -> Summary:
         if Path(opts.frames_dir).resolve() == Path(opts.out).resolve():
             raise AnimatorError(f"{opts.frames_dir}: --frames and -o name the same path")
         check_output(opts.frames_dir, inputs, opts.overwrite)
-    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
-    rig = motion_rig(opts.motion, editor)
+    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
@@ -193,7 +193,7 @@ def render(opts: RenderOptions) -> Summary:
         if summary.frames != len(times):
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
-        summary.notes = list(writer.notes)
+        summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_dir = str(opts.frames_dir) if opts.frames_dir else None
@@ -207,19 +207,21 @@ def _load_editor(checkpoint: Path | None, device: str, batch_size: int):
     return FaceEditor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
 
 
-def motion_rig(motion: str | None, editor):
-    """The AU rig when faces move before the generator paints (``--motion warp``, or the
-    model config's choice when ``--motion`` is not given); None for the generator alone."""
-    from animator.motion import MOTION_MODES  # noqa: PLC0415
+def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch_size: int):
+    """(rig, editor) for ``--motion`` (or, when not given, the model config's choice): the AU
+    rig when faces move (None for ``none``), the generator when it paints (None for ``warp``,
+    whose model is then not even loaded)."""
+    from animator.model.checkpoint import load_config  # noqa: PLC0415
 
-    choice = motion or editor.config.motion
+    choice = motion or load_config(checkpoint).motion
     if choice not in MOTION_MODES:
         raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
-    if choice == "none":
-        return None
-    from animator.motion.rig import AURig  # noqa: PLC0415
+    rig = None
+    if choice != "none":
+        from animator.motion.rig import AURig  # noqa: PLC0415
 
-    return AURig.default()
+        rig = AURig.default()
+    return rig, None if choice == "warp" else _load_editor(checkpoint, device, batch_size)
 
 
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
@@ -294,10 +296,11 @@ def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
 
 def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, stats: DecodeStats,
               stages: Stages) -> Iterator[FrameJob]:
-    """decode+move+crop -> generate -> composite, each on its own thread."""
+    """decode+move+crop -> generate -> composite, each on its own thread (without an
+    ``editor``, nothing is cropped, generated or composited)."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
 
-    policy = editor.crop_policy
+    policy = editor.crop_policy if editor else None
 
     def decode_and_crop() -> Iterator[FrameJob]:
         for position, frame in enumerate(iter_frames(opts.video, opts.start, opts.end, stats)):
@@ -308,10 +311,11 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
                 frame.rgb, fields = move_faces(frame.rgb, observed, wanted, targets, rig)
             faces = []
             for obs, target in zip(observed, wanted):
-                M = crop_transform(policy, obs.points, obs.box)
+                M = crop_transform(policy, obs.points, obs.box) if policy else None
                 faces.append(FaceJob(track_id=obs.track_id, box=np.asarray(obs.box),
                                      score=float(obs.score), points=np.asarray(obs.points), M=M,
-                                     crop=warp_crop(frame.rgb, M, policy.size), target=target))
+                                     crop=warp_crop(frame.rgb, M, policy.size) if policy else None,
+                                     target=target))
             yield FrameJob(frame=frame, aus=targets.samples[position], faces=faces, fields=fields)
 
     def generate(jobs: Iterator[FrameJob]) -> Iterator[FrameJob]:
@@ -346,8 +350,9 @@ def move_faces(rgb: np.ndarray, observed, wanted: list[np.ndarray], targets: Fac
 
 
 def edit_faces(editor, faces: list[FaceJob]) -> None:
-    """Run the generator on all ``faces`` at once (the editor batches internally)."""
-    if not faces:
+    """Run the generator on all ``faces`` at once (the editor batches internally); without an
+    editor, nothing is painted."""
+    if not faces or editor is None:
         return
     result = editor.edit(np.stack([f.crop for f in faces]), np.stack([f.target for f in faces]))
     for face, attention, color in zip(faces, result.attention, result.color):
@@ -362,6 +367,8 @@ def composite_faces(job: FrameJob, mattes: bool) -> None:
     rgb = job.frame.rgb
     matte = np.zeros(rgb.shape[:2], np.uint8) if mattes else None
     for face in job.faces:
+        if face.attention is None:  # nothing painted (motion alone)
+            continue
         rgb, _ = composite(rgb, face.M, face.attention, face.color)
         if matte is not None:
             np.maximum(matte, attention_matte(matte.shape, face.M, face.attention), out=matte)

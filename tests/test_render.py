@@ -35,7 +35,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     config = GeneratorConfig(image_size=64, conv_dim=8, repeat_num=1)
-    return save_generator(Generator(config), ModelConfig(generator=config),
+    # motion then generator: both stages run in every render and morph test
+    return save_generator(Generator(config), ModelConfig(generator=config, motion="warp+generator"),
                           tmp_path_factory.mktemp("model") / "tiny")
 
 

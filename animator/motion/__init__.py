@@ -9,4 +9,9 @@ full-resolution pixels, and the generator paints only what motion cannot make.
 - :mod:`animator.motion.fit`: learning the rig from clips (landmarks + AU readings).
 """
 
-MOTION_MODES = ("warp", "none")
+# warp: the rig moves the face and the mouth is painted; the generator does not run (models
+# trained on unwarped crops paint over the motion: docs/motion.md). warp+generator: the
+# generator then paints on the moved face. none: the generator alone (the paper).
+MOTION_MODES = ("warp", "warp+generator", "none")
+WARP_ONLY_NOTE = ("motion warp: the AU rig moved the faces and painted the opened mouths; the "
+                  "generator did not run (--motion warp+generator runs it on the moved faces)")

@@ -9,9 +9,11 @@ AU01/02/04, lids for AU05/07/45, mouth and chin for AU10-AU26 and so on, so an A
 to co-occur with another in the data (a smile with a blink) cannot borrow its motion.
 
 The regression is shrunk towards a prior rather than towards zero: for each AU, the smallest
-smooth motion of its region that the AU estimator reads as one unit (:func:`estimator_prior`).
-AUs the clips exercise (smiles, jaw, brows, blinks) follow the data; AUs they barely move
-(AU05, AU09, AU23 in the shipped data) keep the estimator's geometry and scale.
+smooth motion of its region that grows the AU's FACS measure (:func:`geometric_prior`). AUs
+the clips exercise (smiles, jaw, brows, blinks) follow the data; AUs they barely move (AU05,
+AU09, AU23 in the shipped data) keep the prior's direction. Finally each AU's unit is set so
+that the estimator reads the requested change back on resting faces (:func:`calibrate_units`):
+the rig speaks the estimator's 0-5 scale.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from animator.aus import AU_NAMES, N_AUS
+from animator.estimate import geometry
 from animator.estimate.geometry import MESH
 
 # Regions of the face frame (x towards the subject's left, y down, eye centres at (+-0.5, 0),
@@ -29,6 +32,9 @@ from animator.estimate.geometry import MESH
 # and the chin near y 1.7). Each takes the template's x and y arrays and returns a mask.
 Region = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PRIOR_SIGMA = 0.08  # inter-ocular units: how far the prior spreads a measured point's motion
+PRIOR_REACH = 0.02  # inter-ocular units the prior moves its furthest point per unit
+CALIBRATION_REQUEST = 2.0
+CALIBRATION_SCALES = np.geomspace(0.5, 3.0, 9)  # how far the units may be rescaled
 SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
 TAPER = 0.12        # ... and over what distance they fade out at their region's border
 
@@ -78,6 +84,11 @@ class Clip:
     name: str
     faces: np.ndarray
     aus: np.ndarray
+    landmarks: np.ndarray | None = None  # (N, 478, 3) frame px, as the estimator reads them
+
+    def resting(self, count: int) -> np.ndarray:
+        """The ``count`` frames' landmarks whose AU readings sum lowest (the most neutral)."""
+        return self.landmarks[np.argsort(self.aus.sum(1))[:count]]
 
     def centred(self) -> tuple[np.ndarray, np.ndarray]:
         """Landmark and AU changes about the clip's mean: (N, P*3), (N, 17)."""
@@ -85,41 +96,62 @@ class Clip:
         return faces - faces.mean(0), self.aus - self.aus.mean(0)
 
 
-def estimator_prior(estimator, support: np.ndarray, sigma: float = PRIOR_SIGMA,
+def geometric_prior(template: np.ndarray, support: np.ndarray, sigma: float = PRIOR_SIGMA,
                     step: float = 1e-3) -> np.ndarray:
-    """(17, P, 3): per AU, the motion of its region that raises the estimator's reading of the
-    template by one unit: the gradient of the AU's measure (finite differences, restricted to
-    the support), spread over neighbouring landmarks with a Gaussian of ``sigma`` (inter-ocular
-    units) so regions move as a whole (the pose-fitting points themselves stay put), scaled by the calibration's mean slope. Unobservable
-    AUs get no motion."""
-    template = np.asarray(estimator.template, dtype=np.float64)
+    """(17, P, 3): per AU, the smallest smooth motion of its region that grows the AU's FACS
+    measure (:data:`animator.estimate.geometry.MEASURE_NAMES`, one per AU): the measure's
+    gradient on the template (finite differences, restricted to the support, the pose-fitting
+    points left out), spread over neighbouring landmarks with a Gaussian of ``sigma``
+    inter-ocular units so regions move as a whole, scaled to move no point more than
+    ``PRIOR_REACH`` per unit. Directions only: :func:`calibrate_units` sets the scale."""
+    template = np.asarray(template, dtype=np.float64)
     n = template.size
     shifted = np.repeat(template[None], 2 * n, axis=0).reshape(2 * n, -1)
     shifted[np.arange(n), np.arange(n)] += step
     shifted[n + np.arange(n), np.arange(n)] -= step
-    measures = estimator.measures(shifted.reshape(2 * n, *template.shape))
+    measures = geometry.measures(shifted.reshape(2 * n, *template.shape), template)
     gradient = ((measures[:n] - measures[n:]) / (2 * step)).T.reshape(N_AUS, *template.shape)
     distance2 = ((template[:, None, :2] - template[None, :, :2]) ** 2).sum(-1)
     kernel = np.exp(-0.5 * distance2 / sigma ** 2)
-    prior = np.zeros_like(gradient)
-    # the points the pose is fitted on only act through the fit, not through anatomy
     movable = support.copy()
     movable[:, list(MESH.stable)] = False
-    for k, au_map in enumerate(estimator.mappings["mesh468"].maps):
-        if au_map is None:
-            continue
+    prior = np.zeros_like(gradient)
+    for k in range(N_AUS):
         g = np.where(movable[k][:, None], np.nan_to_num(gradient[k]), 0.0)
         spread = np.where(support[k][:, None], kernel @ g, 0.0)
-        reach = float((g * spread).sum())                  # measure change per unit of spread
+        reach = np.linalg.norm(spread, axis=1).max()
         if reach > 0:
-            prior[k] = spread / reach / mean_slope(au_map)
+            prior[k] = spread * PRIOR_REACH / reach
     return prior
 
 
-def mean_slope(au_map) -> float:
-    """Intensity per unit of measure over an AU map's calibrated range (its end slope if flat)."""
-    (x0, y0), (x1, y1) = au_map.knots[0], au_map.knots[-1]
-    return (y1 - y0) / (x1 - x0) if x1 > x0 and y1 > y0 else au_map.slope
+def calibrate_units(basis: np.ndarray, faces: np.ndarray, estimator, request: float = CALIBRATION_REQUEST,
+                    scales: np.ndarray = CALIBRATION_SCALES) -> np.ndarray:
+    """(17,) factors that put each AU's moves in the estimator's units: applied to resting
+    ``faces`` (N, 478, 3 frame px), ``request`` units of the scaled basis read back as about
+    ``request`` more (the median over faces, the factor searched in ``scales``). AUs the
+    estimator does not report, or that no factor moves, keep factor 1."""
+    from animator.motion.rig import AURig  # noqa: PLC0415
+
+    before = estimator.estimate(faces)
+    factors = np.ones(N_AUS)
+    for k, name in enumerate(AU_NAMES):
+        if estimator.rules[name].au_map is None or not np.any(basis[k]):
+            continue
+        gains = []
+        for scale in scales:
+            single = np.zeros_like(basis)
+            single[k] = basis[k] * scale
+            rig = AURig(estimator.template, single)
+            moved = faces.copy()
+            delta = np.zeros(N_AUS)
+            delta[k] = request
+            for i, face in enumerate(faces):
+                moved[i, : len(estimator.template)] = rig.displace(face, delta)
+            gains.append(float(np.median(estimator.estimate(moved)[:, k] - before[:, k])))
+        reaching = [s for s, g in zip(scales, gains) if g >= request]
+        factors[k] = min(reaching) if reaching else scales[int(np.argmax(gains))] if max(gains) > 0 else 1.0
+    return factors
 
 
 def fit_basis(clips: Sequence[Clip], support: np.ndarray, ridge: float,
