@@ -34,7 +34,7 @@ Region = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PRIOR_SIGMA = 0.08  # inter-ocular units: how far the prior spreads a measured point's motion
 PRIOR_REACH = 0.02  # inter-ocular units the prior moves its furthest point per unit
 CALIBRATION_REQUEST = 2.0
-CALIBRATION_SCALES = np.geomspace(0.5, 3.0, 9)  # how far the units may be rescaled
+CALIBRATION_SCALES = np.geomspace(0.5, 1.5, 7)  # how far (beyond, it looks grotesque)
 SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
 TAPER = 0.12        # ... and over what distance they fade out at their region's border
 
