@@ -40,9 +40,11 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
     width = float(np.linalg.norm(np.subtract(*np.asarray(target)[list(MOUTH_CORNERS), :2])))
     if width < 4:
         return frame
-    # openings as mean heights (area / mouth width): a smile widens the lips' sliver, not this
-    opening = polygon_area(lips_tgt) / width
-    new = np.clip((opening - polygon_area(lips_src) / width) / (OPENS_FULLY * width), 0, 1)
+    # openings as mean heights (area / mouth width): a smile widens the lips' sliver, not this.
+    # Painted: how far the opening grew (against the mouth's width), times the share of the
+    # opening that is new (the warp stretches a source's own open mouth over the rest).
+    opening, before = polygon_area(lips_tgt) / width, polygon_area(lips_src) / width
+    new = np.clip((opening - before) / (OPENS_FULLY * width), 0, 1) * np.clip(1 - before / max(opening, 1e-6), 0, 1)
     if new <= 0.02:
         return frame
     h, w = frame.shape[:2]
