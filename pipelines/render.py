@@ -3,10 +3,13 @@
 Two passes over the video. Pass 1 decodes and tracks faces (cheap; the tracks are smoothed
 with zero lag once all of them are known). Pass 2 decodes again and streams
 
-    decode + crop  ->  generate (batches)  ->  composite  ->  encode (+ PNG export)
+    decode + move + crop  ->  generate (batches)  ->  composite  ->  encode (+ PNG export)
 
 with each arrow a bounded queue between threads (:mod:`pipelines.stages`), so decoding,
-generation and encoding overlap and memory does not grow with the video's length. Every frame
+generation and encoding overlap and memory does not grow with the video's length. "move" is
+the motion stage (:mod:`animator.motion`, ``--motion``): the AU rig and a full-resolution warp
+move each face from the actor's smoothed AUs to its target, on its smoothed mesh; with
+``--motion warp`` the generator and the compositing then do not run. Every frame
 is written, in order, with its own timestamp; frames without a face pass through untouched.
 The AU trajectory is sampled at each frame's own time on the source video's clock (so keys
 keep their meaning with ``--start``/``--end``).
