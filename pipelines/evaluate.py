@@ -34,6 +34,7 @@ import numpy as np
 from animator import __version__
 from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
 from animator.errors import AnimatorError
+from animator.faces.landmarks import N_LANDMARKS
 from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
@@ -139,10 +140,10 @@ class AUReader:
         self.detector = FaceDetector(score_threshold=score_threshold)
         self.landmarker = MeshLandmarker()
         self.estimator = AUEstimator.default()
-        self.observable = self.estimator.observable()
+        self.observable = self.estimator.observable
 
     def mesh(self, crop: np.ndarray) -> np.ndarray | None:
-        """(468, 3) mesh of the largest face in ``crop``, in crop pixels; None if none."""
+        """(478, 3) landmarks of the largest face in ``crop``, in crop pixels; None if none."""
         big = crop
         if self.upscale != 1.0:
             big = cv2.resize(crop, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
@@ -158,7 +159,7 @@ class AUReader:
     def read(self, crops: np.ndarray) -> Readings:
         meshes = [self.mesh(crop) for crop in crops]
         found = np.array([m is not None for m in meshes], dtype=bool)
-        stacked = np.full((len(crops), 468, 3), np.nan, dtype=np.float32)
+        stacked = np.full((len(crops), N_LANDMARKS, 3), np.nan, dtype=np.float32)
         aus = np.zeros((len(crops), N_AUS), dtype=np.float32)
         if found.any():
             stacked[found] = np.stack([m for m in meshes if m is not None])

@@ -9,24 +9,28 @@ frames OpenFace did not track are dropped). The shipped detector and landmarker 
 frame; each AU's candidate features (:data:`CANDIDATES`) are computed as the estimator does.
 
 Per AU the feature is chosen by **leave-one-person-out** agreement: for each candidate, fit on
-two people and predict the third, three times. The map is a ``quantile`` match: the feature's
-percentiles onto OpenFace's percentiles over the same frames (equipercentile calibration;
-monotone, with the least-squares gain as the slope beyond the data). A regression of OpenFace
-on the feature would shrink every peak towards the mean by the correlation (and more across
-people whose offsets differ): a plain brow raise read AU01 1.4 that way, where OpenFace itself
-scores the same blendshape value 2.5-3. The choice scores the mean Pearson r *within* the held-out people whose OpenFace values
-vary (std >= PERSON_MIN_STD; a constant prediction scores 0): with three people, the r of the
-pooled predictions is dominated by one person's offset (OpenFace scores AU14 ~1.4 throughout
-one clip) and rewards predicting that offset. The first candidate scoring within MARGIN of the
-best wins if OpenFace varies in the set (pooled std >= MIN_STD) and the best score >= MIN_R.
-Otherwise the
-AU gets a ``prior``: its first candidate, zero at the 90th percentile of the feature over frames
-OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. AUs in
-:data:`FACS_SCALED` always take the prior on their chosen feature: OpenFace's AU45 peaks near 2
-on complete blinks in this data, while the ``blink`` preset (and FACS) puts a closed eye at the
-top of the scale; the estimator must agree with the presets the generator is driven by. The
-final map is refitted on all three people. Reported per AU: the pooled r and MAE, r within each held-out person, and
-the mean offset on frames OpenFace scores below 0.5 ("neutral offset").
+two people and predict the third, three times. The score is the mean Pearson r *within* the
+held-out people whose OpenFace values vary (std >= PERSON_MIN_STD; a constant prediction
+scores 0): with three people the r of the pooled predictions is dominated by one person's
+offset (OpenFace scores AU14 ~1.4 throughout one clip) and rewards predicting it. If OpenFace
+varies in the set (pooled std >= MIN_STD) and the best score >= MIN_R, the first candidate
+scoring within MARGIN of the best wins.
+
+The map is a ``quantile`` match: the feature's percentiles onto OpenFace's over the same frames
+(equipercentile calibration; monotone, the least-squares gain as the slope beyond the data). A
+regression of OpenFace on the feature would shrink every peak towards the mean by the
+correlation (and more across people whose offsets differ): a plain brow raise read AU01 1.4
+that way, where OpenFace itself scores the same blendshape value 2.5-3.
+
+Otherwise the AU gets a ``prior``: its first candidate, zero at the 90th percentile of the
+feature over frames OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. AUs
+in :data:`FACS_SCALED` always take the prior on their chosen feature: OpenFace's AU45 peaks near
+2 on complete blinks in this data, while the ``blink`` preset (and FACS) puts a closed eye at the
+top of the scale; the estimator must agree with the presets the generator is driven by.
+
+The final map is refitted on all three people. Reported per AU: the score, the pooled r and
+MAE, r within each held-out person, and the mean offset on frames OpenFace scores below 0.5
+("neutral offset").
 
 The pose template is the face mesh of scikit-image's astronaut photo (Eileen Collins, public
 domain) in its own canonical frame, so the shipped file holds no calibration-set data beyond
@@ -53,7 +57,7 @@ from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, au_
 from animator.media.images import read_image
 
 PAD = 32
-MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.1
+MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.05
 PERSON_MIN_STD = 0.15   # a held-out person counts towards the choice where OpenFace varies this much
 QUANTILES = np.linspace(0.0, 100.0, 51)
 # AUs whose intensity scale is anatomical (closed eye = 5), not OpenFace's; see the docstring.
@@ -203,12 +207,12 @@ def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
             score = agreement(people, index, leave_one_person_out(people, index, column, "quantile"))
             trials.append((np.nan_to_num(score["score"], nan=-1.0), feature))
     best = max(score for score, _ in trials) if trials else -1.0
-    # the first candidate within MARGIN of the best: blendshapes, listed first, carry less of a
-    # person's anatomy (a high brow, a long chin) than geometry does, which one score cannot show
-    feature = next((f for score, f in trials if score >= best - MARGIN), CANDIDATES[name][0])
-    fitted = best >= MIN_R and name not in FACS_SCALED
-    method = "quantile" if fitted else "prior"
-    feature = feature if best >= MIN_R else CANDIDATES[name][0]
+    if best < MIN_R:
+        feature = CANDIDATES[name][0]
+    else:  # the first candidate within MARGIN of the best: blendshapes, listed first, carry
+        # less of a person's anatomy (a high brow, a long chin) than geometry, which r cannot show
+        feature = next(f for score, f in trials if score >= best - MARGIN)
+    method = "quantile" if best >= MIN_R and name not in FACS_SCALED else "prior"
     score = agreement(people, index, leave_one_person_out(people, index, FEATURE_NAMES.index(feature), method))
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
