@@ -197,6 +197,10 @@ def render(opts: RenderOptions) -> Summary:
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
         summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
+        if editor is None and keyframes.mode == "relative" and (samples < 0).any():
+            summary.notes.append("relative keyframes lower some AUs: motion only adds, so with "
+                                 "--motion warp they stay as the actor has them (lowering needs "
+                                 "--motion warp+generator or none)")
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_dir = str(opts.frames_dir) if opts.frames_dir else None
