@@ -1,7 +1,9 @@
 """``animator morph``: one photo moving smoothly from one AU target to another.
 
-The faces (``--select``: the largest by default) are found once, cropped once, and the generator runs on the same crop
-with the AU vector eased from A to B; each result is pasted back at full resolution. OUT is a
+The faces (``--select``: the largest by default) are found once and the AU vector eased from A
+to B. With motion, each frame first moves every face from its own AUs (the estimator's reading)
+to that frame's vector (:mod:`animator.motion`) and is cropped again; without, the generator runs
+on the same crops. Each result is pasted back at full resolution. OUT is a
 video (.mp4/.mov/.mkv/.webm, through the same encoder as render), an animated .gif (Pillow),
 or a folder of PNGs with frames.json (any OUT without one of those suffixes).
 """
@@ -21,10 +23,11 @@ from animator.errors import AnimatorError
 from animator.media.decode import VideoFrame, VideoInfo
 from animator.media.encode import CONTAINERS, EncodeOptions, VideoWriter, plan_encoding
 from animator.media.images import read_image
+from animator.motion import WARP_ONLY_NOTE
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
-from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_editor,
-                              composite_faces, edit_faces)
+from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary,
+                              composite_faces, edit_faces, motion_setup)
 
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
@@ -48,6 +51,7 @@ class MorphOptions:
     select: str | int = "largest"  # "largest" | "all" | a face ID from ``animator faces``
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     mattes: bool = False
+    motion: str | None = None  # "warp" | "none"; None: the model config's choice
     overwrite: bool = False
     quiet: bool = False
 
@@ -118,11 +122,12 @@ def morph(opts: MorphOptions) -> Summary:
         notes += plan_encoding(opts.out, w, h, opts.encode).notes
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite, directory=kind == "folder")
-    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
-    faces = find_faces(image, editor.crop_policy, opts.image, select)
+    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+    faces = find_faces(image, editor.crop_policy if editor else None, opts.image, select)
 
-    summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
-    jobs = _frames(image, faces, vectors, editor, fps, opts.batch_size, opts.mattes)
+    summary = Summary(input=str(opts.image), output=str(opts.out),
+                      notes=notes + ([] if editor else [WARP_ONLY_NOTE]))
+    jobs = edit_frames(image, faces, vectors, editor, rig, fps, opts.batch_size, opts.mattes)
     with progress(len(vectors), "morphing", opts.quiet) as bar, \
             atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
         if kind == "video":
@@ -133,7 +138,8 @@ def morph(opts: MorphOptions) -> Summary:
         elif kind == "gif":
             write_gif(tmp, (job.frame.rgb for job in _counted(jobs, bar)), float(fps))
         else:
-            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute") as export:
+            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute",
+                             motion=rig is not None) as export:
                 for job in jobs:
                     export.add(job)
                     bar.update(1)
@@ -145,9 +151,10 @@ def morph(opts: MorphOptions) -> Summary:
 
 
 def find_faces(image: np.ndarray, policy, source: Path, select: str | int = "largest") -> list[FaceJob]:
-    """The selected faces' crops and transforms (``--select`` as in render: IDs from
+    """The selected faces' meshes, crops and transforms (``--select`` as in render: IDs from
     ``animator faces``), aligned on the face mesh's five points as the renderer's tracker and
-    ``animator prepare`` align them, so the model sees the crops it was trained on."""
+    ``animator prepare`` align them, so the model sees the crops it was trained on; without a
+    ``policy`` (no generator) only the faces' meshes and points."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
     from animator.faces.track import image_faces  # noqa: PLC0415
 
@@ -156,25 +163,42 @@ def find_faces(image: np.ndarray, policy, source: Path, select: str | int = "lar
         raise AnimatorError(f"{source}: no face found in the image")
     jobs = []
     for face in found:
-        M = crop_transform(policy, face.points, face.box)
+        M = crop_transform(policy, face.points, face.box) if policy else None
         jobs.append(FaceJob(track_id=face.track_id, box=np.asarray(face.box), score=float(face.score),
-                            points=np.asarray(face.points), M=M, crop=warp_crop(image, M, policy.size),
-                            target=np.zeros(aus.N_AUS, np.float32)))
+                            points=np.asarray(face.points), M=M,
+                            crop=warp_crop(image, M, policy.size) if policy else None,
+                            target=np.zeros(aus.N_AUS, np.float32), mesh=face.mesh))
     return jobs
 
 
-def _frames(image: np.ndarray, faces: list[FaceJob], vectors: np.ndarray, editor, fps: Fraction,
-            batch_size: int, mattes: bool) -> Iterator[FrameJob]:
-    """Generate in batches of the same crops with changing AUs; composite each result."""
+def edit_frames(image: np.ndarray, faces: list[FaceJob], vectors: np.ndarray, editor, rig,
+                fps: Fraction, batch_size: int, mattes: bool) -> Iterator[FrameJob]:
+    """Generate in batches (of the same crops with changing AUs, or of the moved faces' crops);
+    composite each result."""
+    from animator.faces.align import warp_crop  # noqa: PLC0415
+
+    if rig is not None:
+        from animator.estimate import AUEstimator  # noqa: PLC0415
+        from animator.motion.move import move_face  # noqa: PLC0415
+
+        current = [AUEstimator.default().estimate(face.mesh) for face in faces]
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
+            rgb, fields = image, []
+            if rig is not None:
+                for face, aus_now in zip(faces, current):
+                    rgb, moved = move_face(rgb, face.mesh, aus_now, vectors[i], rig)
+                    if moved is not None:
+                        fields.append(moved)
             job_faces = [FaceJob(track_id=face.track_id, box=face.box, score=face.score,
-                                 points=face.points, M=face.M, crop=face.crop, target=vectors[i])
+                                 points=face.points, M=face.M,
+                                 crop=(warp_crop(rgb, face.M, len(face.crop)) if fields else face.crop)
+                                 if editor else None, target=vectors[i])
                          for face in faces]
-            frame = VideoFrame(index=i, time=float(i / fps), rgb=image, pts=i, duration=1,
+            frame = VideoFrame(index=i, time=float(i / fps), rgb=rgb, pts=i, duration=1,
                                time_base=1 / fps)
-            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=job_faces))
+            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=job_faces, fields=fields))
         edit_faces(editor, [face for job in batch for face in job.faces])
         for job in batch:
             composite_faces(job, mattes)

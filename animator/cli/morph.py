@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from animator.cli.options import encode_options, model_options, output_options, select_option
+from animator.cli.options import encode_options, model_options, motion_option, output_options, select_option
 
 EASINGS = ("linear", "in", "out", "in-out")
 
@@ -25,14 +25,17 @@ EASINGS = ("linear", "in", "out", "in-out")
 @click.option("--ease", type=click.Choice(EASINGS), default="in-out", show_default=True,
               help="Easing of the transition.")
 @click.option("--pingpong", is_flag=True, help="Go back to --from at the end (loops smoothly).")
-@click.option("--mattes", is_flag=True, help="With a folder OUT, also write attention mattes.")
+@click.option("--mattes", is_flag=True,
+              help="With a folder OUT, also write attention mattes (and motion fields, with motion).")
 @model_options
 @select_option("Which faces to animate: 'largest', 'all', or a face id from 'animator faces'.")
+@motion_option
 @encode_options
 @output_options
 def command(image: Path, source: str, target: str, out: Path, frames: int, fps: float, ease: str,
             pingpong: bool, mattes: bool, checkpoint: Path | None, batch_size: int, device: str,
-            select: str, codec: str | None, crf: int, preset: str, odd_size: str, overwrite: bool, quiet: bool,
+            select: str, motion: str | None, codec: str | None, crf: int, preset: str, odd_size: str,
+            overwrite: bool, quiet: bool,
             as_json: bool) -> None:
     """Animate the faces in IMAGE (one photo; the largest face unless --select says otherwise)
     from the --from expression to the --to expression."""
@@ -42,7 +45,7 @@ def command(image: Path, source: str, target: str, out: Path, frames: int, fps: 
     summary = morph(MorphOptions(
         image=image, source=source, target=target, out=out, frames=frames, fps=fps, ease=ease,
         pingpong=pingpong, checkpoint=checkpoint, device=device, batch_size=batch_size, select=select,
-        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, odd_size=odd_size), mattes=mattes,
+        encode=EncodeOptions(codec=codec, crf=crf, preset=preset, odd_size=odd_size), mattes=mattes, motion=motion,
         overwrite=overwrite, quiet=quiet))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

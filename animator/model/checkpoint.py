@@ -29,6 +29,7 @@ from animator.aus import AU_NAMES, canonical_au_name
 from animator.errors import AnimatorError
 from animator.jsontext import parse_json, read_json
 from animator.model.generator import Generator, GeneratorConfig
+from animator.motion import MOTION_MODES
 from animator.model.importers import import_state_dict, read_torch_checkpoint
 from animator.outputs import atomic_output, usual_mode
 
@@ -56,6 +57,9 @@ class ModelConfig:
     au_order: tuple[str, ...] = AU_NAMES
     input_normalisation: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_INPUT))
     provenance: dict[str, Any] = field(default_factory=dict)
+    # "warp": the AU rig moves the face before the generator paints (animator.motion);
+    # "none": the generator alone, as the paper (imported checkpoints)
+    motion: str = "warp"
 
     def __post_init__(self) -> None:
         if self.crop_policy is None:
@@ -79,6 +83,8 @@ class ModelConfig:
         from animator.faces.align import CropPolicy  # noqa: PLC0415 (OpenCV import)
 
         CropPolicy.from_dict(dict(self.crop_policy))  # a bad one fails at load, not mid-render
+        if self.motion not in MOTION_MODES:
+            raise AnimatorError(f"model config: motion {self.motion!r} is not one of {', '.join(MOTION_MODES)}")
 
     def au_indices(self) -> np.ndarray:
         """Indices into animator's AU vector, in the order the generator expects its inputs."""
@@ -88,7 +94,7 @@ class ModelConfig:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
                 "generator": self.generator.to_dict(), "au_order": list(self.au_order),
                 "input_normalisation": self.input_normalisation, "crop_policy": self.crop_policy,
-                "provenance": self.provenance}
+                "provenance": self.provenance, "motion": self.motion}
 
     @classmethod
     def from_json(cls, data: Any, source: str = "config.json") -> ModelConfig:
@@ -102,7 +108,7 @@ class ModelConfig:
             raise AnimatorError(f"{source}: format_version {version!r} is newer than this animator "
                                 f"reads ({FORMAT_VERSION}); upgrade animator")
         unknown = sorted(set(data) - {"format", "format_version", "kind", "generator", "au_order",
-                                      "input_normalisation", "crop_policy", "provenance"})
+                                      "input_normalisation", "crop_policy", "provenance", "motion"})
         if unknown:
             raise AnimatorError(f"{source}: unknown key(s) {', '.join(unknown)}")
         au_order = data.get("au_order", list(AU_NAMES))
@@ -113,7 +119,7 @@ class ModelConfig:
             return cls(generator=generator, crop_policy=data.get("crop_policy"),
                        au_order=tuple(au_order),
                        input_normalisation=data.get("input_normalisation", dict(DEFAULT_INPUT)),
-                       provenance=data.get("provenance", {}))
+                       provenance=data.get("provenance", {}), motion=data.get("motion", "warp"))
         except AnimatorError as exc:
             message = str(exc)
             raise AnimatorError(message if message.startswith(source) else f"{source}: {message}") from None
@@ -226,7 +232,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
         provenance["source_project"] = imported.project
     crop = dict(IMPORTED_CROP_POLICY) if imported.project else None
     return imported.state, ModelConfig(generator=imported.config, crop_policy=crop,
-                                       provenance=provenance)
+                                       provenance=provenance, motion="none")
 
 
 def _resolve(path: str | Path | None) -> Path:
