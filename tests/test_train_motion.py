@@ -104,18 +104,20 @@ def test_rig_and_landmark_files_round_trip(tmp_path):
 
 # ---------------------------------------------------------------- balance
 
-def test_balance_weights_favour_rare_intensities_and_are_capped():
-    aus = np.zeros((100, N_AUS), np.float32)
-    brow = AU_NAMES.index("AU01")
-    aus[:2, brow] = 3.0          # 2 strong brow raises among 98 neutral faces
-    aus[2:52, AU_NAMES.index("AU12")] = 2.0  # a smile on half
-    weights = balance_weights(aus, cap=20.0)
+def test_balance_weights_lift_rare_aus_to_the_floor_within_the_cap():
+    aus = np.zeros((1000, N_AUS), np.float32)
+    brow, smile, blink = AU_NAMES.index("AU01"), AU_NAMES.index("AU12"), AU_NAMES.index("AU45")
+    aus[:20, brow] = 3.0            # 2 % strong brow raises
+    aus[20:520, smile] = 2.0        # a smile on half
+    aus[520, blink] = 4.0           # one blink: the cap stops it taking over
+    weights = balance_weights(aus, floor=0.15, cap=30.0)
     assert weights.mean() == pytest.approx(1.0)
-    assert weights[0] > 10 * weights[60]     # the rare brow raise is drawn far more often
-    assert weights[0] / weights[60] == pytest.approx(20.0)  # but capped
-    assert weights[10] == pytest.approx(weights[60])  # a common smile gains nothing
-    drawn = label_distribution(aus, weights)["AU01"]["at_least_2"]
-    assert drawn > 10 * label_distribution(aus)["AU01"]["at_least_2"]
+    drawn = label_distribution(aus, weights)
+    assert drawn["AU01"]["at_least_2"] == pytest.approx(0.15, abs=0.01)
+    assert drawn["AU12"]["at_least_2"] >= 0.15
+    assert weights[520] / weights.min() == pytest.approx(30.0)
+    assert drawn["AU45"]["at_least_2"] < 0.05
+    assert label_distribution(aus)["AU01"]["at_least_2"] == pytest.approx(0.02)
     assert intensity_bins(np.array([[0.2, 0.5, 1.7, 4.0]])).tolist() == [[0, 1, 2, 3]]
 
 

@@ -1,6 +1,7 @@
 """Balanced sampling: most faces are near neutral with a smile or not, so plain sampling asks
 the generator for raised brows, wide eyes, an open jaw or a blink only rarely. Each face gets
-a weight from how rare its AU intensities are; faces and target AUs are drawn by weight.
+a weight so that every AU is clearly present in a fair share of the draws; faces and target
+AUs are drawn by weight.
 """
 
 from __future__ import annotations
@@ -18,22 +19,27 @@ def intensity_bins(aus: np.ndarray) -> np.ndarray:
     return np.digitize(np.asarray(aus, np.float32), BIN_EDGES)
 
 
-def balance_weights(aus: np.ndarray, cap: float = 20.0) -> np.ndarray:
-    """(N,) sampling weights, mean 1: a face weighs as much as its rarest present AU bin.
+def balance_weights(aus: np.ndarray, floor: float = 0.15, cap: float = 30.0,
+                    rounds: int = 30) -> np.ndarray:
+    """(N,) sampling weights, mean 1, under which every AU that any face shows clearly
+    (>= 1.5) is shown clearly by at least ``floor`` of the draws where the cap allows.
 
-    For each AU, a bin's weight is how much rarer it is than that AU's absent bin (1 for
-    absent); a face takes the largest over its AUs, capped at ``cap``, so one frame with a
-    strong, rare AU is drawn up to ``cap`` times as often as a neutral one."""
+    Raking: each round scales up the faces of every AU still under the floor by the missing
+    factor; a face never weighs more than ``cap`` times the lightest, so a handful of frames
+    cannot take over the set."""
     aus = np.asarray(aus, np.float32)
     if not len(aus):
         return np.zeros(0, np.float64)
-    bins = intensity_bins(aus)
+    clear = aus >= BIN_EDGES[1]
     weights = np.ones(len(aus))
-    for a in range(aus.shape[1]):
-        counts = np.bincount(bins[:, a], minlength=len(BIN_EDGES) + 1).astype(np.float64)
-        rarity = np.where(counts > 0, counts[0] / np.maximum(counts, 1), 1.0)
-        rarity[0] = 1.0
-        weights = np.maximum(weights, np.clip(rarity[bins[:, a]], 1.0, cap))
+    for _ in range(rounds):
+        shares = (weights @ clear) / weights.sum()
+        short = clear.any(0) & (shares < floor)
+        if not short.any():
+            break
+        for a in np.flatnonzero(short):
+            weights[clear[:, a]] *= floor / max(shares[a], 1e-12)
+        weights = np.minimum(weights, cap * weights.min())
     return weights / weights.mean()
 
 

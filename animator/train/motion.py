@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ class LinearRig:
 
 # ---------------------------------------------------------------- files in a training set
 
-def save_rig(path: str | os.PathLike, displacement: np.ndarray, size: int, source: str) -> None:
+def save_rig(path: str | os.PathLike | BinaryIO, displacement: np.ndarray, size: int, source: str) -> None:
     np.savez_compressed(path, displacement=displacement.astype(np.float32), size=np.int32(size),
                         source=np.array(source))
 
@@ -136,9 +137,14 @@ def load_rig(path: str | os.PathLike) -> LinearRig:
     return LinearRig(torch.from_numpy(displacement), size)
 
 
-def save_landmarks(path: str | os.PathLike, names: list[str], landmarks: np.ndarray) -> None:
-    """Crop-pixel landmarks (N,P,2) per sample name; float16 (1/16 px at 128 px) to travel."""
-    np.savez_compressed(path, names=np.array(names), landmarks=landmarks.astype(np.float16))
+def save_landmarks(path: str | os.PathLike | BinaryIO, names: list[str], landmarks: np.ndarray,
+                   indices: np.ndarray | None = None) -> None:
+    """Crop-pixel landmarks (N,P,2) per sample name, float16 (1/16 px at 128 px) to travel;
+    ``indices``: which points of the landmark model they are (a rig on the full model can be
+    cut to them)."""
+    indices = np.arange(landmarks.shape[1]) if indices is None else np.asarray(indices)
+    np.savez_compressed(path, names=np.array(names), landmarks=landmarks.astype(np.float16),
+                        indices=indices.astype(np.int32))
 
 
 def load_landmarks(path: str | os.PathLike, names: list[str]) -> np.ndarray:
