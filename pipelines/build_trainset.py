@@ -169,7 +169,8 @@ def _crop_landmarks(out: Path, names: list[str], quiet: bool) -> tuple[np.ndarra
     meshes = []
     with progress(len(names), "crop landmarks", quiet, unit="face") as bar:
         for name in names:
-            meshes.append(reader.mesh(read_image(image_file(out, name))))
+            located = reader.locate(read_image(image_file(out, name)))
+            meshes.append(None if located is None else located[0])
             bar.update(1)
     found = np.array([m is not None for m in meshes], bool)
     if not found.any():
