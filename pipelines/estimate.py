@@ -3,7 +3,8 @@ written in OpenFace's CSV convention so tools made for OpenFace output can read 
 
 Columns: ``frame`` (1-based, as OpenFace), ``timestamp`` (s), ``face_id``, ``confidence``
 (the detector's score; 0 where no face was found), ``AU01_r`` ... ``AU45_r``; a folder adds a
-leading ``file`` column. AUs landmarks cannot see (docs/au_estimation.md) are written as 0.
+leading ``file`` column. AUs come from MediaPipe's 478 landmarks and blendshapes, the same
+landmarks the tracker follows the face with (docs/au_estimation.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class EstimateOptions:
     output: Path
     plot: Path | None = None
     select: str | int = "largest"
-    landmarks: str = "mesh"
     score_threshold: float = 0.6
     overwrite: bool = False
     quiet: bool = False
@@ -58,10 +58,10 @@ def estimate(opts: EstimateOptions) -> list[Row]:
         check_output(opts.plot, [source, opts.output], opts.overwrite)
         plot_format(opts.plot)  # a bad suffix fails now, not after the CSV is written
     from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import make_landmarker
+    from animator.faces.landmarks import MeshLandmarker
 
     detector = FaceDetector(score_threshold=opts.score_threshold)
-    landmarker = make_landmarker(opts.landmarks)
+    landmarker = MeshLandmarker()
     estimator = AUEstimator.default()
     if source.is_dir():
         rows = _images(sorted(p for p in source.iterdir() if p.is_file() and is_image(p)),
@@ -100,19 +100,17 @@ def _video(path: Path, detector, landmarker, estimator: AUEstimator, opts: Estim
                              on_frame=lambda _: bar.update()).select(opts.select)
     ids = tracks.track_ids
     missing_id = ids[0] if len(ids) == 1 else 0
+    observed = [o for o in tracks.observations if o.mesh is not None]
+    estimated = estimator.estimate(np.stack([o.mesh for o in observed])) if observed else []
+    by_frame: dict[int, list[Row]] = {}
+    for face, aus in zip(observed, estimated):
+        by_frame.setdefault(face.frame_index, []).append(
+            Row(face.frame_index + 1, face.time, face.track_id, float(face.score), aus))
     rows = []
     for index, time in tracks.frames:
-        observed = [o for o in tracks.for_frame(index) if _points(o) is not None]
-        if not observed:
-            rows.append(Row(index + 1, time, missing_id, 0.0, np.zeros(N_AUS, np.float32)))
-        for face in sorted(observed, key=lambda o: o.track_id):
-            rows.append(Row(index + 1, time, face.track_id, float(face.score),
-                            estimator.estimate(_points(face))))
+        found = sorted(by_frame.get(index, []), key=lambda row: row.face_id)
+        rows.extend(found or [Row(index + 1, time, missing_id, 0.0, np.zeros(N_AUS, np.float32))])
     return rows
-
-
-def _points(observation) -> np.ndarray | None:
-    return observation.mesh if observation.mesh is not None else observation.fan_points
 
 
 def write_csv(rows: list[Row], out: Path, inputs: list[Path], overwrite: bool, with_file: bool) -> None:

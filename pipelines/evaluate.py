@@ -45,6 +45,7 @@ import numpy as np
 from animator import __version__
 from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
 from animator.errors import AnimatorError
+from animator.faces.landmarks import N_LANDMARKS
 from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
@@ -159,7 +160,7 @@ def target_sets(labels: np.ndarray, random_sets: int, seed: int) -> list[tuple[s
 class Readings:
     aus: np.ndarray     # (N, 17) float32, 0 where no face was found
     found: np.ndarray   # (N,) bool
-    meshes: np.ndarray  # (N, 468, 3) in crop pixels, NaN where no face was found
+    meshes: np.ndarray  # (N, N_LANDMARKS, 3) in crop pixels, NaN where no face was found
     points: np.ndarray  # (N, 5, 2) the detector's 5 points in crop pixels, NaN likewise
 
 
@@ -177,11 +178,11 @@ class AUReader:
         self.detector = FaceDetector(score_threshold=score_threshold)
         self.landmarker = MeshLandmarker()
         self.estimator = AUEstimator.default()
-        self.observable = self.estimator.observable()
+        self.observable = self.estimator.observable
 
     def locate(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(mesh (468, 3), detector's 5 points (5, 2)) of the largest face in ``crop``, in
-        crop pixels; None if none."""
+        """(landmarks (478, 3), detector's 5 points (5, 2)) of the largest face in ``crop``,
+        in crop pixels; None if none."""
         big = crop
         if self.upscale != 1.0:
             big = cv2.resize(crop, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
@@ -197,7 +198,7 @@ class AUReader:
     def read(self, crops: np.ndarray) -> Readings:
         located = [self.locate(crop) for crop in crops]
         found = np.array([m is not None for m in located], dtype=bool)
-        meshes = np.full((len(crops), 468, 3), np.nan, dtype=np.float32)
+        meshes = np.full((len(crops), N_LANDMARKS, 3), np.nan, dtype=np.float32)
         points = np.full((len(crops), 5, 2), np.nan, dtype=np.float32)
         aus = np.zeros((len(crops), N_AUS), dtype=np.float32)
         if found.any():

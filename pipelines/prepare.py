@@ -460,7 +460,7 @@ def _finish(out: Path, sources: list[Source], done: dict[str, SourceResult],
         "size": options.size, "crop_policy": options.policy().to_dict(),
         "alignment_points": "face mesh (five_points), as the renderer's tracker",
         "label_source": (f"openface ({options.openface})" if options.openface
-                         else "animator estimator (face-mesh geometry)"),
+                         else "animator estimator (MediaPipe landmarks + blendshapes)"),
         "aus": list(AU_NAMES), "au_scale": [0.0, AU_MAX],
         "split": {"by": options.split_by, "test_fraction": options.test_fraction,
                   "method": "sha1 of the split key (source file path inside its input, or its folder)"},

@@ -243,9 +243,10 @@ class FaceTargets:
 
 
 def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
-    """Per (frame, track) AUs estimated from each observation's mesh, smoothed per track in
-    time with zero lag (:func:`animator.estimate.smooth_au_series`); observations without a
-    mesh are filled from their neighbours."""
+    """Per (frame, track) AUs estimated from each observation's 478 landmarks (the tracker's
+    ``mesh``: no second landmark model runs), smoothed per track in time with zero lag
+    (:func:`animator.estimate.smooth_au_series`); observations without landmarks are filled
+    from their neighbours."""
     from animator.estimate import AUEstimator, smooth_au_series  # noqa: PLC0415
 
     estimator = AUEstimator.default()

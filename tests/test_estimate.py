@@ -1,10 +1,12 @@
-"""AU estimation: geometry on synthetic meshes, pose invariance, agreement with OpenFace on the
-calibration set, zero-lag smoothing, and the ``animator estimate`` command."""
+"""AU estimation: the landmark and blendshape models on real faces, geometry's pose invariance,
+leave-one-person-out agreement with OpenFace, expression clips checked frame by frame, zero-lag
+smoothing, and the ``animator estimate`` command."""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +15,38 @@ from click.testing import CliRunner
 from animator.aus import AU_NAMES, au_index
 from animator.cli import cli
 from animator.errors import AnimatorError
-from animator.estimate import OBSERVABLE, AUEstimator, estimate_image_aus, smooth_au_series
+from animator.estimate import AUEstimator, estimate_image_aus, smooth_au_series
 from animator.estimate import calibrate, geometry
-from animator.estimate.aus import CALIBRATION_PATH
+from animator.estimate.aus import CALIBRATION_PATH, FEATURE_NAMES
+from animator.estimate.blendshapes import BLENDSHAPE_NAMES, BlendshapeModel
 
 AU = {name: au_index(name) for name in AU_NAMES}
+
+# Frames of ../shared/datasets/expression-clips picked by looking at them (contact sheets):
+# (clip, frame index from 0, what is plainly visible, AUs that must read >= the bound, AUs that
+# must read <= the bound). "neutral": relaxed face, every AU <= 1.
+CLIP_FRAMES = [
+    ("d0", 5, "neutral", {}, {n: 1.0 for n in AU_NAMES}),
+    ("d0", 75, "neutral", {}, {n: 1.0 for n in AU_NAMES}),
+    ("d3", 0, "neutral", {}, {n: 1.0 for n in AU_NAMES}),
+    ("d9", 0, "neutral", {}, {n: 1.0 for n in AU_NAMES}),
+    ("d0", 45, "broad smile", {"AU12": 1.5, "AU06": 0.8, "AU25": 1.0}, {"AU45": 0.5, "AU04": 0.5}),
+    ("d0", 66, "blink (smile fading)", {"AU45": 3.0}, {}),
+    ("d9", 14, "blink", {"AU45": 3.0}, {"AU01": 1.0}),
+    ("d9", 384, "blink", {"AU45": 3.0}, {}),
+    ("d14", 94, "blink", {"AU45": 3.0}, {"AU05": 0.5}),
+    ("d14", 110, "blink", {"AU45": 3.0}, {"AU05": 0.5}),
+    ("d6", 200, "raised brows, wide eyes, mouth open", {"AU01": 2.0, "AU02": 2.0, "AU05": 2.0}, {"AU45": 0.5, "AU04": 0.5}),
+    ("d6", 375, "raised brows, wide eyes, jaw dropped", {"AU01": 2.0, "AU05": 2.0, "AU26": 2.0}, {"AU17": 0.5}),
+    ("d9", 480, "inner brows raised (forehead wrinkles)", {"AU01": 2.0}, {"AU45": 0.5, "AU04": 0.5}),
+    ("d9", 504, "inner brows raised", {"AU01": 2.0}, {"AU45": 0.5}),
+    ("d14", 72, "raised brows, wide eyes", {"AU01": 2.0, "AU02": 2.0, "AU05": 2.0}, {"AU45": 0.5}),
+    ("d14", 342, "raised brows", {"AU01": 2.0, "AU02": 2.0}, {"AU45": 0.5}),
+    ("d3", 136, "brows lowered and drawn together", {"AU04": 2.0}, {"AU01": 0.5, "AU02": 0.5}),
+    ("d3", 305, "jaw dropped, lips apart", {"AU26": 2.0, "AU25": 2.0}, {"AU17": 0.5}),
+    ("d3", 340, "jaw dropped, lips apart", {"AU26": 2.0, "AU25": 1.5}, {"AU17": 0.5}),
+    ("d9", 70, "jaw dropped ('o')", {"AU26": 2.0}, {"AU17": 0.5}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +55,79 @@ def estimator() -> AUEstimator:
 
 
 @pytest.fixture(scope="module")
-def face(estimator) -> np.ndarray:
-    """A frontal face mesh in pixels: the template (a real face's mesh) at 120 px inter-ocular."""
-    return (estimator.template * 120.0 + [320.0, 200.0, 0.0]).astype(np.float32)
+def models():
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+
+    return FaceDetector(), MeshLandmarker()
+
+
+@pytest.fixture(scope="module")
+def clip_frames(shared_dir) -> dict[tuple[str, int], np.ndarray]:
+    """The RGB frames of :data:`CLIP_FRAMES`, decoded once."""
+    from animator.media.decode import iter_frames
+
+    folder = shared_dir / "datasets" / "expression-clips"
+    wanted: dict[str, set[int]] = {}
+    for clip, frame, *_ in CLIP_FRAMES:
+        wanted.setdefault(clip, set()).add(frame)
+    frames = {}
+    for clip, indices in wanted.items():
+        path = folder / f"{clip}.mp4"
+        if not path.is_file():
+            pytest.skip(f"{path} is absent: the expression clips are needed")
+        for item in iter_frames(path):
+            if item.index in indices:
+                frames[(clip, item.index)] = item.rgb
+            if item.index >= max(indices):
+                break
+    return frames
+
+
+def test_landmarker_places_irises_in_the_eyes_and_scores_presence(models, astronaut):
+    """Pins the input convention (256 px RGB in [0, 1], MediaPipe's crop): a wrong scale or
+    channel order moves the points off the features and drops the presence score."""
+    from animator.faces.landmarks import LEFT_EYE, RIGHT_EYE, N_LANDMARKS, detection_roi
+
+    detector, landmarker = models
+    face = detector.detect(astronaut)[0]
+    points, presence = landmarker.locate(astronaut, face)
+    assert points.shape == (N_LANDMARKS, 3) and presence > 0.99
+    for iris, contour in ((468, RIGHT_EYE), (473, LEFT_EYE)):
+        lo, hi = points[contour, :2].min(0), points[contour, :2].max(0)
+        assert np.all(points[iris, :2] > lo) and np.all(points[iris, :2] < hi)
+    # the mouth corners and eye centres sit where YuNet puts them (a different model)
+    from animator.faces.landmarks import five_points
+
+    assert np.abs(five_points(points) - face.points).max() < 0.12 * (face.box[2] - face.box[0])
+    _, on_wall = landmarker.run(astronaut, detection_roi(np.array([0, 300, 150, 450]), None))
+    assert on_wall < 0.1
+
+
+def test_blendshapes_read_smiles_and_blinks_on_real_frames(estimator, models, clip_frames):
+    detector, landmarker = models
+    smile, blink, neutral = ((clip_frames[("d0", i)]) for i in (45, 66, 5))
+    coefficient = {}
+    for name, rgb in (("smile", smile), ("blink", blink), ("neutral", neutral)):
+        values = estimator.blendshapes(landmarker.landmarks(rgb, detector.detect(rgb)[0]))
+        coefficient[name] = dict(zip(BLENDSHAPE_NAMES, values))
+    pair = lambda c, base: (c[base + "Left"] + c[base + "Right"]) / 2  # noqa: E731
+    assert pair(coefficient["smile"], "mouthSmile") > 0.6
+    assert pair(coefficient["blink"], "eyeBlink") > 0.5
+    assert pair(coefficient["neutral"], "mouthSmile") < 0.2 and pair(coefficient["neutral"], "eyeBlink") < 0.3
+
+
+def test_blendshape_input_is_pixel_xy_and_the_model_normalises_it(models, astronaut):
+    """MediaPipe feeds x, y in image pixels; the model removes position and scale itself."""
+    detector, landmarker = models
+    points = landmarker.landmarks(astronaut, detector.detect(astronaut)[0])
+    model = BlendshapeModel()
+    base = model(points)
+    assert base.shape == (52,) and base.dtype == np.float32
+    np.testing.assert_allclose(model(points * [2.0, 2.0, 1.0] + [30.0, -12.0, 0.0]), base, atol=1e-4)
+    np.testing.assert_allclose(model(np.stack([points, points])), np.stack([base, base]), atol=1e-6)
+    with pytest.raises(AnimatorError, match="478"):
+        model(points[:468])
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -39,111 +138,113 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def moved(mesh: np.ndarray, index, delta_iod) -> np.ndarray:
-    """Move points by ``delta_iod`` (x, y) inter-ocular units (the face is frontal, 120 px)."""
-    out = mesh.copy()
-    out[list(index), :2] += np.asarray(delta_iod, dtype=np.float32) * 120.0
-    return out
-
-
-def only_raised(before: np.ndarray, after: np.ndarray, allowed: set[str], tol: float = 1e-3) -> list[str]:
-    return [n for n in AU_NAMES if n not in allowed and after[AU[n]] > before[AU[n]] + tol]
-
-
-def test_lip_corners_up_and_out_raise_au12_only(estimator, face):
-    base = estimator.estimate(face)
-    right, left = geometry.MESH.mouth_corner
-    smile = moved(moved(face, [right], (-0.04, -0.04)), [left], (0.04, -0.04))
-    after = estimator.estimate(smile)
-    assert after[AU["AU12"]] > base[AU["AU12"]] + 0.5
-    assert only_raised(base, after, {"AU12"}) == []
-
-
-def test_opening_the_jaw_raises_au25_and_au26(estimator, face):
-    layout = geometry.MESH
-    y = estimator.template[:, 1]
-    mouth = (y[layout.upper_lip_inner[0]] + y[layout.lower_lip_inner[0]]) / 2
-    chin = y[layout.chin[0]]
-    below = np.flatnonzero(y > mouth)
-    opened = face.copy()  # hinge the lower face down: 0 at the mouth line, 0.3 IOD at the chin
-    opened[below, 1] += (0.3 * 120.0 * (y[below] - mouth) / (chin - mouth)).astype(np.float32)
-    opened[list(layout.lower_lip_inner), 1] += 0.15 * 120.0
-    base, after = estimator.estimate(face), estimator.estimate(opened)
-    assert after[AU["AU25"]] > base[AU["AU25"]] + 0.5
-    assert after[AU["AU26"]] > base[AU["AU26"]] + 0.5
-    assert only_raised(base, after, {"AU25", "AU26", "AU17", "AU15", "AU20", "AU23"}) == []
-
-
-def test_closing_the_lids_raises_au45(estimator, face):
-    layout = geometry.MESH
-    closed = face.copy()
-    for side in (0, 1):
-        upper, lower = list(layout.upper_lid[side]), list(layout.lower_lid[side])
-        closed[upper, 1] = face[lower, 1] - 0.5  # upper lid meets the lower one
-    base, after = estimator.estimate(face), estimator.estimate(closed)
-    assert base[AU["AU45"]] < 0.5
-    assert after[AU["AU45"]] > 2.5  # a full closure reads ~3 (the set only has partial blinks)
-    assert only_raised(base, after, {"AU45", "AU07", "AU04"}) == []
-
-
 @pytest.mark.parametrize("yaw, pitch, roll, scale", [(25, 0, 0, 1.0), (0, 15, 0, 0.5),
                                                       (0, 0, 30, 2.0), (-20, -10, 12, 0.7)])
-def test_rotated_scaled_copy_gives_the_same_aus(estimator, face, yaw, pitch, roll, scale):
-    # a posed face with some expression, so the comparison is not between zeros
-    posed = moved(face, [geometry.MESH.mouth_corner[1]], (0.03, -0.03))
-    centre = posed.mean(0)
-    turned = (posed - centre) @ rotation(yaw, pitch, roll).T * scale + [50.0, -30.0, 5.0] + centre
-    np.testing.assert_allclose(estimator.estimate(turned), estimator.estimate(posed), atol=1e-3)
+def test_geometry_is_pose_invariant(estimator, yaw, pitch, roll, scale):
+    face = estimator.template * 120.0 + [320.0, 200.0, 0.0]
+    face[list(geometry.MESH.mouth_corner), 1] -= 5.0  # some expression, not all zeros
+    centre = face.mean(0)
+    turned = (face - centre) @ rotation(yaw, pitch, roll).T * scale + [50.0, -30.0, 5.0] + centre
+    batch = geometry.measures(np.stack([face, turned]), estimator.template)
+    np.testing.assert_allclose(batch[1], batch[0], atol=1e-6)
+    np.testing.assert_allclose(geometry.measures(face, estimator.template), batch[0])
 
 
-def test_68_points_in_plane_pose_invariance_and_missing_measures(estimator, face):
-    points = face[list(geometry.MESH_TO_IBUG68)].copy()
-    points[:, 2] = 0  # FAN's 2-D output
-    centre = points.mean(0)
-    turned = (points - centre) @ rotation(0, 0, 25).T * 1.7 + centre
-    aus = estimator.estimate(points)
-    np.testing.assert_allclose(estimator.estimate(turned), aus, atol=1e-3)
-    assert not estimator.observable(68)[AU["AU06"]] and aus[AU["AU06"]] == 0
-    assert np.isnan(estimator.measures(points)[geometry.MEASURE_NAMES.index("cheek_raise")])
+def test_estimates_batch_and_refuse_other_layouts(estimator, models, astronaut):
+    detector, landmarker = models
+    points = landmarker.landmarks(astronaut, detector.detect(astronaut)[0])
+    one = estimator.estimate(points)
+    batch = estimator.estimate(np.stack([points, points[:, :] * [1.0, 1.0, 1.0]]))
+    assert one.shape == (17,) and one.dtype == np.float32 and batch.shape == (2, 17)
+    np.testing.assert_allclose(batch[0], one, atol=1e-6)
+    assert ((one >= 0) & (one <= 5)).all() and one[AU["AU12"]] > 1.0  # she smiles
+    with pytest.raises(AnimatorError, match="478"):
+        estimator.estimate(points[:468])
+    with pytest.raises(AnimatorError, match="478"):
+        estimator.estimate(np.zeros((68, 3)))
 
 
-def test_batches_unobservable_and_bad_input(estimator, face):
-    batch = np.stack([face, moved(face, [61, 291], (0, -0.05))])
-    out = estimator.estimate(batch)
-    assert out.shape == (2, 17) and out.dtype == np.float32
-    np.testing.assert_allclose(out[0], estimator.estimate(face))
-    assert (out >= 0).all() and (out <= 5).all()
-    assert not OBSERVABLE[AU["AU14"]] and (out[:, AU["AU14"]] == 0).all()
-    with pytest.raises(AnimatorError, match="468"):
-        estimator.estimate(np.zeros((100, 3)))
-
-
-def test_shipped_calibration_records_provenance_and_methods():
+def test_shipped_calibration_records_sources_and_validation():
     data = json.loads(CALIBRATION_PATH.read_text())
-    assert {"data", "date", "method", "cross_validation"} <= set(data["provenance"])
-    mesh = data["layouts"]["mesh468"]
-    assert mesh["AU14"]["method"] == "unobservable"
-    assert mesh["AU04"]["method"] == "prior" and mesh["AU17"]["method"] == "prior"
-    for name in ("AU12", "AU25", "AU26", "AU45"):
-        assert mesh[name]["method"] in ("linear", "isotonic")
+    assert {"data", "date", "method", "validation", "people"} <= set(data["provenance"])
+    assert len(data["provenance"]["people"]) == 3
+    for name in AU_NAMES:
+        entry = data["aus"][name]
+        assert entry["feature"] in calibrate.CANDIDATES[name] and entry["feature"] in FEATURE_NAMES
+        assert entry["method"] in ("quantile", "prior")
+    assert data["aus"]["AU45"]["method"] == "prior"  # anatomical scale: closed eye = 5
+    for name in ("AU01", "AU06", "AU12", "AU25", "AU45"):
+        assert data["aus"][name]["lopo_score"] >= 0.6, name
+    with pytest.raises(AnimatorError, match="format"):
+        AUEstimator.from_dict({"format": "animator-au-calibration/1"})
 
 
-def test_cross_validated_agreement_with_openface(shared_dir):
-    data = shared_dir / "datasets" / "au-calibration" / "eric_andre"
-    if not (data / "aus.csv").is_file():
-        pytest.skip(f"{data}/aus.csv is absent: the AU calibration set is needed")
-    from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import MeshLandmarker
+def _people_subsample(shared_dir, estimator, models, every: int = 6) -> list:
+    """The three calibration people, every ``every``-th VoxCeleb frame, landmarks per frame."""
+    import csv as csv_module
 
-    detector, landmarker = FaceDetector(), MeshLandmarker()
-    template = calibrate.build_template(detector, landmarker)
-    cal = calibrate.load_set(data, detector, landmarker)
-    neutral = geometry.measures(template, template)
-    layout = calibrate.calibrate_layout(geometry.measures(cal.meshes, template), cal.aus, OBSERVABLE, neutral)
-    for name in ("AU12", "AU25", "AU26", "AU45"):
-        assert layout[name]["cv_pearson_r"] >= 0.6, (name, layout[name])
-    shipped = json.loads(CALIBRATION_PATH.read_text())["layouts"]["mesh468"]
-    assert layout["AU12"]["cv_pearson_r"] == pytest.approx(shipped["AU12"]["cv_pearson_r"], abs=0.02)
+    from animator.media.decode import iter_frames
+
+    data = shared_dir / "datasets" / "au-calibration"
+    if not (data / "eric_andre" / "aus.csv").is_file():
+        pytest.skip(f"{data} is absent: the AU calibration set is needed")
+    detector, landmarker = models
+    people = [calibrate.load_crops(data / "eric_andre", detector, landmarker, estimator)]
+    for table in sorted((data / "voxceleb").glob("*.csv")):
+        with table.open() as handle:
+            rows = list(csv_module.reader(handle))
+        header = [c.strip() for c in rows[0]]
+        columns = [header.index(f"{n}_r") for n in AU_NAMES]
+        points, values = [], []
+        for item in iter_frames(table.with_suffix(".mp4")):
+            row = rows[item.index + 1]
+            if item.index % every or row[header.index("success")].strip() != "1":
+                continue
+            found = detector.detect(item.rgb)
+            if found:
+                points.append(landmarker.landmarks(item.rgb, found[0]))
+                values.append([float(row[c]) for c in columns])
+        people.append(calibrate.Person(table.stem, estimator.features(np.stack(points)), np.array(values)))
+    return people
+
+
+def test_quantile_map_is_monotone_and_keeps_the_scale():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 500)
+    y = np.clip(4.0 * x ** 2 + rng.normal(0, 0.05, 500), 0, 5)  # monotone, not linear
+    au_map = calibrate.fit_map(x, y)
+    grid = np.linspace(-0.2, 1.2, 50)
+    assert np.all(np.diff(au_map(grid)) >= 0)
+    assert au_map(np.array([0.95]))[0] == pytest.approx(4.0 * 0.95 ** 2, abs=0.3)  # no shrinking
+    assert calibrate.fit_map(x, 5.0 - y) is None  # a feature that falls as the AU grows
+    prior = calibrate.prior_map(x, y, "AU45")
+    assert prior(np.array([np.percentile(x[y < 0.5], 90)]))[0] == pytest.approx(0.0)
+
+
+def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, models):
+    people = _people_subsample(shared_dir, estimator, models)
+    scores = {}
+    for index, name in enumerate(AU_NAMES):
+        rule, score = calibrate.calibrate_au(people, index)
+        scores[name] = score
+        assert rule.feature in calibrate.CANDIDATES[name]
+        assert not score["neutral_offset"] > 1.0, (name, score)
+    for name in ("AU01", "AU06", "AU12", "AU25", "AU45"):  # the issue's bar, met (mean within-person r)
+        assert scores[name]["score"] >= 0.6, (name, scores[name])
+    for name in ("AU02", "AU26"):  # below the bar (docs/au_estimation.md says why): do not regress
+        assert scores[name]["score"] >= 0.3, (name, scores[name])
+
+
+@pytest.mark.parametrize("clip, frame, what, at_least, at_most", CLIP_FRAMES,
+                         ids=[f"{c}-{f}-{w.split(',')[0].replace(' ', '_')}" for c, f, w, *_ in CLIP_FRAMES])
+def test_expression_clip_frames(estimator, models, clip_frames, clip, frame, what, at_least, at_most):
+    detector, landmarker = models
+    found = estimate_image_aus(clip_frames[(clip, frame)], detector, landmarker, estimator)
+    assert found is not None, f"no face in {clip} frame {frame}"
+    aus = dict(zip(AU_NAMES, np.round(found[0], 2)))
+    low = {n: aus[n] for n, bound in at_least.items() if aus[n] < bound}
+    high = {n: aus[n] for n, bound in at_most.items() if aus[n] > bound}
+    assert not low and not high, f"{clip} frame {frame} ({what}): too low {low}, too high {high}; all {aus}"
 
 
 def test_smoothing_is_zero_lag_and_fills_gaps():
@@ -171,6 +272,20 @@ def test_estimate_image_aus_on_a_real_photo(astronaut):
     assert aus[AU["AU12"]] > 1.0  # she smiles
     assert aus[AU["AU45"]] < 0.5  # eyes open
     assert estimate_image_aus(np.full((200, 200, 3), 128, np.uint8), FaceDetector(), MeshLandmarker()) is None
+
+
+def test_cli_estimate_on_a_video_keeps_openface_columns(tmp_path):
+    clip = Path(__file__).resolve().parents[1] / "examples" / "single_face.mp4"
+    out = tmp_path / "aus.csv"
+    result = CliRunner().invoke(cli, ["estimate", str(clip), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["frame", "timestamp", "face_id", "confidence"] + [f"{n}_r" for n in AU_NAMES]
+    assert [int(r["frame"]) for r in rows] == list(range(1, 73))
+    assert all(float(r["confidence"]) > 0.5 for r in rows)
+    values = np.array([[float(r[f"{n}_r"]) for n in AU_NAMES] for r in rows])
+    assert ((values >= 0) & (values <= 5)).all() and values.std(0).max() > 0.1  # a talking face moves
 
 
 def test_cli_estimate_on_an_image_folder(tmp_path, astronaut):

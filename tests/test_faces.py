@@ -17,7 +17,7 @@ from animator.cli import cli
 from animator.errors import AnimatorError
 from animator.faces.detect import YUNET_MODEL, FaceDetector
 from animator.faces.track import track_video
-from animator.faces.landmarks import (MESH_MODEL, FanLandmarker, MeshLandmarker, eye_centers,
+from animator.faces.landmarks import (LANDMARK_MODEL, FanLandmarker, MeshLandmarker, eye_centers,
                                       five_points, make_landmarker)
 from animator.media.images import write_image
 
@@ -37,7 +37,7 @@ def mesh_landmarker():
 
 
 def test_models_ship_inside_the_package():
-    for model in (YUNET_MODEL, MESH_MODEL):
+    for model in (YUNET_MODEL, LANDMARK_MODEL):
         assert model.is_file() and "animator" in model.parts and "shared" not in model.parts
         assert (model.parent / "LICENSE").is_file()
 
@@ -72,7 +72,7 @@ def test_no_face_and_threshold(detector):
 def test_mesh_eyes_agree_with_the_detector(detector, mesh_landmarker, astronaut):
     face = detector.detect(astronaut)[0]
     mesh = mesh_landmarker.landmarks(astronaut, face)
-    assert mesh.shape == (468, 3) and mesh.dtype == np.float32
+    assert mesh.shape == (478, 3) and mesh.dtype == np.float32
     assert np.abs(eye_centers(mesh) - face.points[:2]).max() < EYE_TOLERANCE_PX
     five = five_points(mesh)
     assert five.shape == (5, 2)

@@ -65,7 +65,7 @@ def test_one_stable_id_and_the_gap_is_bridged(tracks):
         faces = tracks.for_frame(i)
         assert len(faces) == 1, f"frame {i}"
         assert faces[0].interpolated == (i in BLANK), f"frame {i}"
-        assert faces[0].mesh is not None and faces[0].mesh.shape == (468, 3)
+        assert faces[0].mesh is not None and faces[0].mesh.shape == (478, 3)
     # the bridged boxes lie between the boxes around the gap
     before, after = tracks.for_frame(BLANK[0] - 1)[0], tracks.for_frame(BLANK[-1] + 1)[0]
     middle = tracks.for_frame(42)[0]

@@ -1,13 +1,12 @@
-"""Geometric measures -> AU intensities (0-5, OpenFace's scale) with a shipped calibration.
+"""Face landmarks -> the 17 AU intensities (0-5, OpenFace's scale) with a shipped calibration.
 
-Each AU reads one measure of :mod:`animator.estimate.geometry` through a monotone
-piecewise-linear map: knots ``(measure, intensity)`` inside the calibrated range, continued
-beyond both ends with a fixed ``slope`` (intensity per inter-ocular unit) so a full blink or a
-wide-open jaw reads higher than anything in the calibration set, then clipped to 0-5. The knots
-come from ``animator/assets/au_calibration.json`` (written by :mod:`animator.estimate.calibrate`,
-which records how each AU was calibrated: a linear or isotonic fit to OpenFace's intensities,
-or a FACS-geometry prior scale where the calibration set cannot fit one). AUs geometry cannot
-see are reported as 0 and flagged in :data:`OBSERVABLE`.
+Each AU reads one *feature* of the face: a MediaPipe blendshape (:mod:`blendshapes`, the
+subject's left and right coefficients averaged) or a pose-normalised geometric measure
+(:mod:`geometry`), whichever agreed better with OpenFace on people the calibration was not
+fitted on (docs/au_estimation.md). The feature goes through a monotone piecewise-linear map:
+knots ``(feature, intensity)`` inside the calibrated range, continued beyond both ends with a
+fixed ``slope``, then clipped to 0-5. Sources and knots come from
+``animator/assets/au_calibration.json``, written by :mod:`animator.estimate.calibrate`.
 """
 
 from __future__ import annotations
@@ -21,67 +20,64 @@ import numpy as np
 from animator.aus import AU_MAX, AU_MIN, AU_NAMES
 from animator.errors import AnimatorError
 from animator.estimate import geometry
+from animator.estimate.blendshapes import BLENDSHAPE_NAMES, BlendshapeModel
+from animator.faces.landmarks import N_LANDMARKS
 
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "assets" / "au_calibration.json"
-CALIBRATION_FORMAT = "animator-au-calibration/1"
+CALIBRATION_FORMAT = "animator-au-calibration/2"
 
-# The measure each AU reads (same order as AU_NAMES).
-AU_MEASURES: dict[str, str] = dict(zip(AU_NAMES, geometry.MEASURE_NAMES))
 
-# AU14 (dimpler) is a skin fold beside the lip corner: the mesh only moves the corner a little
-# backwards, which smiles do too, so no landmark measure separates it. Reported as 0.
-UNOBSERVABLE: frozenset[str] = frozenset({"AU14"})
-OBSERVABLE: np.ndarray = np.array([n not in UNOBSERVABLE for n in AU_NAMES])
-# The 68-point layout additionally has no cheek or nostril-wing points (AU06, AU09).
-OBSERVABLE_68: np.ndarray = np.array(
-    [n not in UNOBSERVABLE and AU_MEASURES[n] not in geometry.MEASURES_68_MISSING for n in AU_NAMES])
+def _paired_blendshapes() -> tuple[tuple[str, ...], np.ndarray]:
+    """Blendshape features (left/right pairs merged, ``_neutral`` dropped) and the (52, F)
+    matrix that averages the coefficients into them."""
+    names: list[str] = []
+    for name in BLENDSHAPE_NAMES[1:]:
+        merged = name.replace("Left", "").replace("Right", "")
+        if merged not in names:
+            names.append(merged)
+    weights = np.zeros((len(BLENDSHAPE_NAMES), len(names)))
+    for i, name in enumerate(BLENDSHAPE_NAMES[1:], start=1):
+        weights[i, names.index(name.replace("Left", "").replace("Right", ""))] = 1.0
+    return tuple(names), weights / weights.sum(0)
 
-LAYOUT_KEYS = {"mesh468": geometry.MESH, "ibug68": geometry.IBUG68}
+
+BLENDSHAPE_FEATURES, _PAIR_AVERAGE = _paired_blendshapes()
+# Every feature an AU may read: blendshapes first, then the geometric measures.
+FEATURE_NAMES: tuple[str, ...] = BLENDSHAPE_FEATURES + geometry.MEASURE_NAMES
 
 
 @dataclass(frozen=True)
 class AUMap:
-    """One AU's monotone map: knots (increasing measure, non-decreasing intensity) + end slope."""
+    """One AU's monotone map: knots (increasing feature, non-decreasing intensity) + end slope."""
 
     knots: np.ndarray   # (K, 2)
     slope: float
 
-    def __call__(self, measure: np.ndarray) -> np.ndarray:
+    def __call__(self, value: np.ndarray) -> np.ndarray:
         xs, ys = self.knots[:, 0], self.knots[:, 1]
-        inside = np.interp(measure, xs, ys)
-        below = ys[0] + self.slope * (measure - xs[0])
-        above = ys[-1] + self.slope * (measure - xs[-1])
-        return np.where(measure < xs[0], below, np.where(measure > xs[-1], above, inside))
+        inside = np.interp(value, xs, ys)
+        below = ys[0] + self.slope * (value - xs[0])
+        above = ys[-1] + self.slope * (value - xs[-1])
+        return np.where(value < xs[0], below, np.where(value > xs[-1], above, inside))
 
 
 @dataclass(frozen=True)
-class Mapping:
-    """One layout's 17 AU maps (AU_NAMES order); ``None`` marks an unobservable AU."""
+class AURule:
+    """Which feature an AU reads and how; ``au_map`` None means the AU is reported as 0."""
 
-    maps: tuple[AUMap | None, ...]
-
-    @property
-    def observable(self) -> np.ndarray:
-        return np.array([m is not None for m in self.maps])
-
-    def intensities(self, measures: np.ndarray) -> np.ndarray:
-        """(…, 17) measures -> (…, 17) float32 intensities; unobservable or NaN -> 0."""
-        measures = np.asarray(measures, dtype=np.float64)
-        out = np.zeros(measures.shape)
-        for i, au_map in enumerate(self.maps):
-            if au_map is not None:
-                out[..., i] = au_map(measures[..., i])
-        out = np.where(np.isfinite(out), out, 0.0)
-        return np.clip(out, AU_MIN, AU_MAX).astype(np.float32)
+    feature: str
+    au_map: AUMap | None
 
 
 class AUEstimator:
-    """Landmarks (468-point mesh or 68 points) -> 17 AU intensities on 0-5."""
+    """478 landmarks (the tracker's ``mesh``) -> 17 AU intensities on 0-5."""
 
-    def __init__(self, template: np.ndarray, mappings: dict[str, Mapping], provenance: dict | None = None):
+    def __init__(self, template: np.ndarray, rules: dict[str, AURule], provenance: dict | None = None):
         self.template = np.asarray(template, dtype=np.float64).reshape(geometry.MESH.n_points, 3)
-        self.mappings = mappings
+        self.rules = rules
         self.provenance = provenance or {}
+        self._columns = [FEATURE_NAMES.index(rules[name].feature) for name in AU_NAMES]
+        self._blendshapes: BlendshapeModel | None = None
 
     @classmethod
     def default(cls) -> AUEstimator:
@@ -105,46 +101,65 @@ class AUEstimator:
             raise AnimatorError(f"{source}: not an AU calibration (format {CALIBRATION_FORMAT!r} expected)")
         try:
             template = np.asarray(data["template"]["points"], dtype=np.float64)
-            mappings = {}
-            for key, layout in data["layouts"].items():
-                if key not in LAYOUT_KEYS:
-                    raise AnimatorError(f"{source}: layouts.{key}: unknown layout")
-                mappings[key] = Mapping(tuple(_au_map(layout[n]) for n in AU_NAMES))
+            rules = {name: _rule(data["aus"][name]) for name in AU_NAMES}
         except (KeyError, TypeError, ValueError) as exc:
             raise AnimatorError(f"{source}: malformed AU calibration ({exc!r})") from None
         if template.shape != (geometry.MESH.n_points, 3):
             raise AnimatorError(f"{source}: template.points must be 468 x 3, got {template.shape}")
-        return cls(template, mappings, data.get("provenance"))
+        return cls(template, rules, data.get("provenance"))
 
-    def _mapping(self, points: np.ndarray) -> Mapping:
-        key = "mesh468" if geometry.layout_for(points) is geometry.MESH else "ibug68"
-        if key not in self.mappings:
-            raise AnimatorError(f"this AU calibration has no {key} layout")
-        return self.mappings[key]
+    @property
+    def observable(self) -> np.ndarray:
+        """(17,) bool: the AUs this estimator reports (the others are always 0)."""
+        return np.array([self.rules[name].au_map is not None for name in AU_NAMES])
 
-    def observable(self, n_points: int = 468) -> np.ndarray:
-        """(17,) bool: which AUs this estimator reports for a layout of ``n_points``."""
-        return self._mapping(np.zeros((n_points, 3))).observable.copy()
+    def blendshapes(self, landmarks: np.ndarray) -> np.ndarray:
+        """(…, 478, 3) landmarks -> (…, 52) MediaPipe blendshape coefficients."""
+        if self._blendshapes is None:
+            self._blendshapes = BlendshapeModel()
+        return self._blendshapes(landmarks)
 
-    def measures(self, points: np.ndarray) -> np.ndarray:
-        """(…, N, 3) landmarks -> (…, 17) geometric measures (inter-ocular units)."""
-        return geometry.measures(points, self.template)
+    def features(self, landmarks: np.ndarray) -> np.ndarray:
+        """(…, 478, 3) frame-pixel landmarks -> (…, F) features in :data:`FEATURE_NAMES` order."""
+        landmarks = _checked(landmarks)
+        paired = self.blendshapes(landmarks) @ _PAIR_AVERAGE
+        measures = geometry.measures(landmarks[..., :geometry.MESH.n_points, :], self.template)
+        return np.concatenate([paired, measures], axis=-1)
 
-    def estimate(self, points: np.ndarray) -> np.ndarray:
-        """(468, 3) / (…, 468, 3) mesh (or 68 points) -> (…, 17) float32 intensities on 0-5."""
-        points = np.asarray(points)
-        if points.ndim < 2 or points.shape[-1] not in (2, 3):
-            raise AnimatorError(f"landmarks: expected (…, N, 3) points, got shape {points.shape}")
-        return self._mapping(points).intensities(self.measures(points))
+    def intensities(self, features: np.ndarray) -> np.ndarray:
+        """(…, F) features -> (…, 17) float32 intensities; unreported or NaN -> 0."""
+        features = np.asarray(features, dtype=np.float64)
+        out = np.zeros(features.shape[:-1] + (len(AU_NAMES),))
+        for i, (name, column) in enumerate(zip(AU_NAMES, self._columns)):
+            au_map = self.rules[name].au_map
+            if au_map is not None:
+                out[..., i] = au_map(features[..., column])
+        out = np.where(np.isfinite(out), out, 0.0)
+        return np.clip(out, AU_MIN, AU_MAX).astype(np.float32)
+
+    def estimate(self, landmarks: np.ndarray) -> np.ndarray:
+        """(478, 3) or (N, 478, 3) landmarks in frame pixels -> (…, 17) float32 on 0-5."""
+        return self.intensities(self.features(landmarks))
 
 
-def _au_map(entry: dict) -> AUMap | None:
+def _checked(landmarks: np.ndarray) -> np.ndarray:
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim < 2 or points.shape[-2:] != (N_LANDMARKS, 3):
+        raise AnimatorError(f"AU estimation needs MediaPipe's {N_LANDMARKS} landmarks (…, {N_LANDMARKS}, 3), "
+                            f"got shape {points.shape}")
+    return points
+
+
+def _rule(entry: dict) -> AURule:
+    feature = entry["feature"]
+    if feature not in FEATURE_NAMES:
+        raise ValueError(f"unknown feature {feature!r}")
     if entry["method"] == "unobservable":
-        return None
+        return AURule(feature, None)
     knots = np.asarray(entry["knots"], dtype=np.float64).reshape(-1, 2)
     if len(knots) < 1 or np.any(np.diff(knots[:, 0]) <= 0) or np.any(np.diff(knots[:, 1]) < 0):
-        raise ValueError(f"knots of {entry.get('measure')} are not monotone")
-    return AUMap(knots, float(entry["slope"]))
+        raise ValueError(f"knots of {feature} are not monotone")
+    return AURule(feature, AUMap(knots, float(entry["slope"])))
 
 
 def au_map_to_dict(au_map: AUMap | None, method: str) -> dict:

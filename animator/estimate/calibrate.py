@@ -1,25 +1,36 @@
 """Refit the AU calibration and write ``animator/assets/au_calibration.json``.
 
-    python -m animator.estimate.calibrate --data CALIBRATION_SET  # e.g. the au-calibration/eric_andre folder
+    python -m animator.estimate.calibrate --data ../shared/datasets/au-calibration
 
-Data: 81 consecutive 128x128 face crops of one person with OpenFace 2 intensities (aus.csv).
-The crops cut the chin at the edge, so each is padded with black (a photo has background
-around a face) before the shipped detector and face-mesh model run on it.
+Data: OpenFace 2 intensities for three people -- ``eric_andre/`` (81 consecutive 128x128 crops
+with ``aus.csv``; padded with black so the detector sees background around the face) and
+``voxceleb/`` (two talking-face clips of two other people, each with OpenFace's per-frame CSV;
+frames OpenFace did not track are dropped). The shipped detector and landmarker run on every
+frame; each AU's candidate features (:data:`CANDIDATES`) are computed as the estimator does.
 
-Method, per AU and per layout (the 468-point mesh, and its 68-point iBUG subset):
-- linear: least squares ``OpenFace ~ gain * measure + b``; isotonic: a monotone
-  (pool-adjacent-violators) fit with the linear gain as the slope beyond the data. Either is
-  used where OpenFace varies in the set (std >= 0.25), the slope is positive (the sign FACS
-  predicts) and its cross-validated Pearson r is at least 0.4; the better of the two is kept;
-- prior: otherwise ``slope = 5 / PRIOR_SPAN`` (the measure's change at intensity 5, a
-  FACS-geometry estimate in inter-ocular units) from a zero at the 90th percentile of the
-  measure over frames where OpenFace scores the AU below 0.5 (absent or trace), or at the
-  template face's value where that is higher (one person's anatomy alone would put, e.g., a
-  narrow-eyed person's upper-lid zero where wider eyes read as AU05);
-- unobservable: AUs in :data:`animator.estimate.aus.UNOBSERVABLE` (and, for 68 points,
-  those whose measure that layout cannot compute): reported as 0.
-Cross-validation leaves out contiguous blocks (9 blocks of 9 frames): neighbouring frames of
-one video are near duplicates, so a random split would overstate agreement.
+Per AU the feature is chosen by **leave-one-person-out** agreement: for each candidate, fit on
+two people and predict the third, three times. The score is the mean Pearson r *within* the
+held-out people whose OpenFace values vary (std >= PERSON_MIN_STD; a constant prediction
+scores 0): with three people the r of the pooled predictions is dominated by one person's
+offset (OpenFace scores AU14 ~1.4 throughout one clip) and rewards predicting it. If OpenFace
+varies in the set (pooled std >= MIN_STD) and the best score >= MIN_R, the first candidate
+scoring within MARGIN of the best wins.
+
+The map is a ``quantile`` match: the feature's percentiles onto OpenFace's over the same frames
+(equipercentile calibration; monotone, the least-squares gain as the slope beyond the data). A
+regression of OpenFace on the feature would shrink every peak towards the mean by the
+correlation (and more across people whose offsets differ): a plain brow raise read AU01 1.4
+that way, where OpenFace itself scores the same blendshape value 2.5-3.
+
+Otherwise the AU gets a ``prior``: its first candidate, zero at the 90th percentile of the
+feature over frames OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. AUs
+in :data:`FACS_SCALED` always take the prior on their chosen feature: OpenFace's AU45 peaks near
+2 on complete blinks in this data, while the ``blink`` preset (and FACS) puts a closed eye at the
+top of the scale; the estimator must agree with the presets the generator is driven by.
+
+The final map is refitted on all three people. Reported per AU: the score, the pooled r and
+MAE, r within each held-out person, and the mean offset on frames OpenFace scores below 0.5
+("neutral offset").
 
 The pose template is the face mesh of scikit-image's astronaut photo (Eileen Collins, public
 domain) in its own canonical frame, so the shipped file holds no calibration-set data beyond
@@ -37,133 +48,178 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.optimize import isotonic_regression
 
-from animator.aus import AU_MAX, AU_NAMES, N_AUS
+from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.estimate import aus as au_table
 from animator.estimate import geometry
-from animator.estimate.aus import AU_MEASURES, AUMap, au_map_to_dict
+from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, au_map_to_dict
 from animator.media.images import read_image
 
 PAD = 32
-N_BLOCKS = 9
-MIN_STD, MIN_CV_R = 0.25, 0.4
+MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.05
+PERSON_MIN_STD = 0.15   # a held-out person counts towards the choice where OpenFace varies this much
+QUANTILES = np.linspace(0.0, 100.0, 51)
+# AUs whose intensity scale is anatomical (closed eye = 5), not OpenFace's; see the docstring.
+FACS_SCALED = frozenset({"AU45"})
 
-# Measure change (inter-ocular units; 1 IOD ~ 62 mm in adults) at intensity 5, from the
-# movements FACS describes at their maximum: brows rise ~10 mm, lids ~4 mm, lips and jaw more.
+# The features each AU may read, anatomically plausible ones only; the first is the prior's.
+# Blendshape names are MediaPipe's with Left/Right merged; the others are geometry.MEASURE_NAMES.
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "AU01": ("browInnerUp", "brow_inner_raise"),
+    "AU02": ("browOuterUp", "brow_outer_raise"),
+    "AU04": ("browDown", "brow_lower"),
+    "AU05": ("eyeWide", "upper_lid_raise"),
+    "AU06": ("cheekSquint", "cheek_raise", "eyeSquint", "mouthSmile"),
+    "AU07": ("eyeSquint", "lid_tighten"),
+    "AU09": ("noseSneer", "nose_wing_raise"),
+    "AU10": ("mouthUpperUp", "upper_lip_raise"),
+    "AU12": ("mouthSmile", "lip_corner_pull"),
+    "AU14": ("mouthDimple", "lip_corner_back"),
+    "AU15": ("mouthFrown", "lip_corner_depress"),
+    "AU17": ("mouthShrugLower", "chin_raise"),
+    "AU20": ("mouthStretch", "lip_stretch"),
+    "AU23": ("mouthPress", "lip_press", "mouthRollLower"),
+    "AU25": ("lips_part", "mouthLowerDown", "jawOpen"),
+    "AU26": ("jawOpen", "jaw_drop"),
+    "AU45": ("eyeBlink", "eye_closure"),
+}
+
+# A prior's span: the feature's rise from the neutral zero to intensity 5. Blendshapes are
+# coefficients on 0-1; geometric measures are in inter-ocular units (1 IOD ~ 62 mm in adults),
+# from the movements FACS describes at their maximum (brows rise ~10 mm, lids ~4 mm).
 PRIOR_SPAN: dict[str, float] = {
-    "AU01": 0.16, "AU02": 0.16, "AU04": 0.15, "AU05": 0.06, "AU06": 0.08, "AU07": 0.05,
-    "AU09": 0.08, "AU10": 0.10, "AU12": 0.25, "AU14": 0.10, "AU15": 0.10, "AU17": 0.10,
-    "AU20": 0.13, "AU23": 0.12, "AU25": 0.30, "AU26": 0.25, "AU45": 0.30,
+    "AU01": 0.6, "AU02": 0.6, "AU04": 0.6, "AU05": 0.5, "AU06": 0.6, "AU07": 0.6, "AU09": 0.08,
+    "AU10": 0.6, "AU12": 0.8, "AU14": 0.5, "AU15": 0.5, "AU17": 0.5, "AU20": 0.5, "AU23": 0.6,
+    "AU25": 0.30, "AU26": 0.6, "AU45": 0.4,
 }
 
 
 @dataclass
-class CalibrationSet:
-    files: list[str]
-    meshes: np.ndarray   # (N, 468, 3) frame pixels of the padded crops
-    aus: np.ndarray      # (N, 17) OpenFace intensities
+class Person:
+    name: str
+    features: np.ndarray   # (N, F) in FEATURE_NAMES order
+    aus: np.ndarray        # (N, 17) OpenFace intensities
 
 
-def load_set(data: Path, detector, landmarker) -> CalibrationSet:
-    """Run the shipped detector and mesh on every crop listed in ``data/aus.csv``."""
-    table = data / "aus.csv"
+def load_crops(folder: Path, detector, landmarker, estimator: AUEstimator) -> Person:
+    """Face crops listed in ``folder/aus.csv`` (file, AU01_r ... AU45_r)."""
+    table = folder / "aus.csv"
     if not table.is_file():
         raise AnimatorError(f"{table}: no such file (the calibration set is needed)")
     with table.open() as handle:
         rows = list(csv.DictReader(handle))
-    files, meshes = [], []
+    landmarks = []
     for row in rows:
-        rgb = cv2.copyMakeBorder(read_image(data / row["file"]), PAD, PAD, PAD, PAD,
+        rgb = cv2.copyMakeBorder(read_image(folder / row["file"]), PAD, PAD, PAD, PAD,
                                  cv2.BORDER_CONSTANT, value=(0, 0, 0))
         found = detector.detect(rgb)
         h, w = rgb.shape[:2]
         target = found[0] if found else np.array([PAD, PAD, w - PAD, h - PAD], np.float32)
-        files.append(row["file"])
-        meshes.append(landmarker.landmarks(rgb, target))
+        landmarks.append(landmarker.landmarks(rgb, target))
     values = np.array([[float(r[f"{n}_r"]) for n in AU_NAMES] for r in rows], dtype=np.float64)
-    return CalibrationSet(files, np.asarray(meshes, dtype=np.float64), values)
+    return Person(folder.name, estimator.features(np.stack(landmarks)), values)
 
 
-def blocks(n: int, n_blocks: int = N_BLOCKS) -> list[np.ndarray]:
-    """Contiguous folds: consecutive frames are near duplicates and must not straddle a split."""
-    return np.array_split(np.arange(n), n_blocks)
+def load_openface_video(video: Path, table: Path, detector, landmarker, estimator: AUEstimator) -> Person:
+    """A clip tracked as ``animator estimate`` does, joined to OpenFace's per-frame CSV."""
+    from animator.faces.track import track_video
+    from animator.media.decode import iter_frames
+
+    with table.open() as handle:
+        rows = list(csv.reader(handle))
+    header = [c.strip() for c in rows[0]]
+    column = {name: header.index(name) for name in ["frame", "success"] + [f"{n}_r" for n in AU_NAMES]}
+    openface = {int(r[column["frame"]]) - 1: r for r in rows[1:] if r[column["success"]].strip() == "1"}
+    tracks = track_video(iter_frames(video), detector, landmarker).select("largest")
+    seen = [o for o in tracks.observations if not o.interpolated and o.frame_index in openface]
+    values = np.array([[float(openface[o.frame_index][column[f"{n}_r"]]) for n in AU_NAMES] for o in seen])
+    return Person(f"{video.parent.name}/{video.stem}", estimator.features(np.stack([o.mesh for o in seen])), values)
 
 
-def fit_au(measure: np.ndarray, target: np.ndarray, name: str, method: str,
-           neutral: float = -np.inf) -> tuple[AUMap, str]:
-    """One AU's map from training frames and the method actually used: "linear" and
-    "isotonic" fall back to "prior" where OpenFace barely varies or the slope is not positive.
-    ``neutral`` (the template face's measure) raises a prior's zero where that face is higher.
-    """
-    if method in ("linear", "isotonic") and target.std() >= MIN_STD and measure.std() > 0:
-        gain, offset = np.polyfit(measure, target, 1)
-        if gain > 0:
-            zero = -offset / gain
-            if method == "linear":
-                return AUMap(np.array([[zero, 0.0], [zero + AU_MAX / gain, AU_MAX]]), float(gain)), method
-            return AUMap(_isotonic_knots(measure, target), float(gain)), method
-    absent = measure[target < 0.5]
-    zero = max(float(np.percentile(absent if len(absent) >= 5 else measure, 90)), neutral)
+def load_people(data: Path, estimator: AUEstimator) -> list[Person]:
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+
+    detector, landmarker = FaceDetector(), MeshLandmarker()
+    people = [load_crops(data / "eric_andre", detector, landmarker, estimator)]
+    for table in sorted((data / "voxceleb").glob("*.csv")):
+        people.append(load_openface_video(table.with_suffix(".mp4"), table, detector, landmarker, estimator))
+    return people
+
+
+def fit_map(x: np.ndarray, y: np.ndarray) -> AUMap | None:
+    """The feature's percentiles mapped onto OpenFace's; None where the least-squares slope
+    (used beyond the data) is not positive, i.e. the feature does not grow with the AU."""
+    if x.std() == 0:
+        return None
+    gain = np.polyfit(x, y, 1)[0]
+    if gain <= 0:
+        return None
+    xs, ys = np.percentile(x, QUANTILES), np.percentile(y, QUANTILES)
+    keep = np.r_[True, np.diff(xs) > 1e-9]
+    return AUMap(np.column_stack([xs[keep], np.maximum.accumulate(ys[keep])]), float(gain))
+
+
+def prior_map(x: np.ndarray, y: np.ndarray, name: str) -> AUMap:
+    absent = x[y < 0.5]
+    zero = float(np.percentile(absent if len(absent) >= 5 else x, 90))
     span = PRIOR_SPAN[name]
-    return AUMap(np.array([[zero, 0.0], [zero + span, AU_MAX]]), AU_MAX / span), "prior"
+    return AUMap(np.array([[zero, 0.0], [zero + span, AU_MAX]]), AU_MAX / span)
 
 
-def _isotonic_knots(measure: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pool-adjacent-violators fit, one knot per plateau at its mean measure."""
-    order = np.argsort(measure, kind="stable")
-    fitted = isotonic_regression(target[order]).x
-    starts = np.flatnonzero(np.r_[True, np.diff(fitted) > 1e-9])
-    xs = np.add.reduceat(measure[order], starts) / np.diff(np.r_[starts, len(order)])
-    return np.column_stack([xs, fitted[starts]])
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
 
 
-def cross_validate(measures: np.ndarray, targets: np.ndarray, methods: list[str],
-                   neutral: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-block-out per-AU (Pearson r, MAE) of the given methods; "unobservable" predicts 0.
-
-    r is NaN where OpenFace or the prediction is constant (AU04 and AU17 in the shipped set).
-    """
-    neutral = np.full(N_AUS, -np.inf) if neutral is None else neutral
-    pred = np.zeros_like(targets)
-    for held in blocks(len(targets)):
-        train = np.setdiff1d(np.arange(len(targets)), held)
-        for i, name in enumerate(AU_NAMES):
-            if methods[i] != "unobservable":
-                au_map, _ = fit_au(measures[train, i], targets[train, i], name, methods[i], neutral[i])
-                pred[held, i] = np.clip(au_map(measures[held, i]), 0.0, AU_MAX)
-    r = np.array([np.corrcoef(pred[:, i], targets[:, i])[0, 1]
-                  if pred[:, i].std() > 0 and targets[:, i].std() > 0 else np.nan for i in range(N_AUS)])
-    return r, np.abs(pred - targets).mean(0)
+def leave_one_person_out(people: list[Person], index: int, column: int, method: str) -> list[np.ndarray]:
+    """Each person's predictions from a map fitted on the others."""
+    predictions = []
+    for held in range(len(people)):
+        train = [p for k, p in enumerate(people) if k != held]
+        x = np.concatenate([p.features[:, column] for p in train])
+        y = np.concatenate([p.aus[:, index] for p in train])
+        au_map = prior_map(x, y, AU_NAMES[index]) if method == "prior" else fit_map(x, y)
+        value = people[held].features[:, column]
+        predictions.append(np.zeros_like(value) if au_map is None else np.clip(au_map(value), 0.0, AU_MAX))
+    return predictions
 
 
-def calibrate_layout(measures: np.ndarray, targets: np.ndarray, observable: np.ndarray,
-                     neutral: np.ndarray) -> dict:
-    """Fit every AU of one layout; each entry records its method and cross-validated agreement.
+def agreement(people: list[Person], index: int, predictions: list[np.ndarray]) -> dict:
+    truth = [p.aus[:, index] for p in people]
+    pred, target = np.concatenate(predictions), np.concatenate(truth)
+    absent = target < 0.5
+    within = [_r(a, b) for a, b in zip(predictions, truth)]
+    varying = [np.nan_to_num(r) for r, t in zip(within, truth) if t.std() >= PERSON_MIN_STD]
+    return {"score": float(np.mean(varying)) if varying else float("nan"),
+            "r": _r(pred, target), "mae": float(np.abs(pred - target).mean()), "r_per_person": within,
+            "neutral_offset": float((pred[absent] - target[absent]).mean()) if absent.any() else float("nan")}
 
-    Per AU the fit (linear or isotonic) with the higher cross-validated r is kept if that r is
-    at least MIN_CV_R, else the prior. The choice uses the same folds as the reported r, which
-    makes the reported r slightly optimistic for AUs where both fits are close.
-    """
-    scores = {m: cross_validate(measures, targets, [m] * N_AUS)[0] for m in ("linear", "isotonic")}
-    methods, entries = [], []
-    for i, name in enumerate(AU_NAMES):
-        best = max(scores, key=lambda m: np.nan_to_num(scores[m][i], nan=-1.0))
-        wanted = best if scores[best][i] >= MIN_CV_R else "prior"
-        au_map, method = fit_au(measures[:, i], targets[:, i], name, wanted, neutral[i])
-        method = method if observable[i] else "unobservable"
-        methods.append(method)
-        entries.append(au_map_to_dict(au_map if observable[i] else None, method))
-    r, mae = cross_validate(measures, targets, methods, neutral)
-    out = {}
-    for i, name in enumerate(AU_NAMES):
-        out[name] = {"measure": AU_MEASURES[name], **entries[i],
-                     "cv_pearson_r": None if np.isnan(r[i]) else round(float(r[i]), 3),
-                     "cv_mae": round(float(mae[i]), 3),
-                     "openface_mean": round(float(targets[:, i].mean()), 3),
-                     "openface_std": round(float(targets[:, i].std()), 3)}
-    return out
+
+def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
+    """The chosen feature and map for one AU, and its leave-one-person-out agreement."""
+    name = AU_NAMES[index]
+    target = np.concatenate([p.aus[:, index] for p in people])
+    trials = []
+    if target.std() >= MIN_STD:
+        for feature in CANDIDATES[name]:
+            column = FEATURE_NAMES.index(feature)
+            score = agreement(people, index, leave_one_person_out(people, index, column, "quantile"))
+            trials.append((np.nan_to_num(score["score"], nan=-1.0), feature))
+    best = max(score for score, _ in trials) if trials else -1.0
+    if best < MIN_R:
+        feature = CANDIDATES[name][0]
+    else:  # the first candidate within MARGIN of the best: blendshapes, listed first, carry
+        # less of a person's anatomy (a high brow, a long chin) than geometry, which r cannot show
+        feature = next(f for score, f in trials if score >= best - MARGIN)
+    method = "quantile" if best >= MIN_R and name not in FACS_SCALED else "prior"
+    score = agreement(people, index, leave_one_person_out(people, index, FEATURE_NAMES.index(feature), method))
+    column = FEATURE_NAMES.index(feature)
+    x = np.concatenate([p.features[:, column] for p in people])
+    au_map = prior_map(x, target, name) if method == "prior" else fit_map(x, target)
+    if au_map is None:
+        raise AnimatorError(f"calibrate: {name}: the {method} fit of {feature} on all people has no positive slope")
+    return AURule(feature, au_map), {"method": method, **score}
 
 
 def build_template(detector, landmarker) -> np.ndarray:
@@ -177,39 +233,50 @@ def build_template(detector, landmarker) -> np.ndarray:
     found = detector.detect(rgb)
     if not found:
         raise AnimatorError("calibrate: no face found in the template photo")
-    return geometry.canonical_frame(landmarker.landmarks(rgb, found[0]))
+    return geometry.canonical_frame(landmarker.landmarks(rgb, found[0])[:geometry.MESH.n_points])
+
+
+def _rounded(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 3)
 
 
 def calibrate(data: Path) -> dict:
-    """The full calibration document (template, per-layout maps, provenance)."""
+    """The full calibration document (template, per-AU rules with their agreement, provenance)."""
     from animator.faces.detect import FaceDetector
     from animator.faces.landmarks import MeshLandmarker
 
-    detector, landmarker = FaceDetector(), MeshLandmarker()
-    template = build_template(detector, landmarker)
-    cal = load_set(Path(data), detector, landmarker)
-    layouts = {}
-    for key, layout in au_table.LAYOUT_KEYS.items():
-        points = cal.meshes if layout is geometry.MESH else cal.meshes[:, list(geometry.MESH_TO_IBUG68)]
-        observable = au_table.OBSERVABLE if layout is geometry.MESH else au_table.OBSERVABLE_68
-        neutral = geometry.measures(geometry.template_for(layout, template), template)
-        layouts[key] = calibrate_layout(geometry.measures(points, template), cal.aus, observable, neutral)
+    template = build_template(FaceDetector(), MeshLandmarker())
+    unfitted = {n: AURule(CANDIDATES[n][0], None) for n in AU_NAMES}
+    people = load_people(Path(data), AUEstimator(template, unfitted))
+    entries = {}
+    for index, name in enumerate(AU_NAMES):
+        rule, score = calibrate_au(people, index)
+        target = np.concatenate([p.aus[:, index] for p in people])
+        entries[name] = {"feature": rule.feature, **au_map_to_dict(rule.au_map, score["method"]),
+                         "lopo_score": _rounded(score["score"]),
+                         "lopo_r": _rounded(score["r"]), "lopo_mae": _rounded(score["mae"]),
+                         "lopo_r_per_person": [_rounded(v) for v in score["r_per_person"]],
+                         "neutral_offset": _rounded(score["neutral_offset"]),
+                         "openface_mean": _rounded(target.mean()), "openface_std": _rounded(target.std())}
     return {
         "format": au_table.CALIBRATION_FORMAT,
         "provenance": {
-            "data": f"au-calibration/{Path(data).name}: {len(cal.files)} consecutive 128x128 face "
-                    "crops of one person with OpenFace 2 AU intensities (aus.csv)",
+            "data": "au-calibration: " + ", ".join(f"{p.name} ({len(p.aus)} frames)" for p in people)
+                    + "; OpenFace 2 AU intensities; three different people",
             "date": datetime.date.today().isoformat(),
-            "landmarks": "animator.faces: YuNet detection + MediaPipe face mesh on crops padded "
-                         f"with {PAD} px of black; ibug68 = the mesh's 68-point subset",
-            "method": "per AU: intensity = clip(monotone piecewise-linear map of one geometric "
-                      "measure (knots, extended with slope), 0, 5); 'linear' / 'isotonic' = fits to "
-                      "OpenFace's intensities (the one with higher cross-validated r), 'prior' = "
-                      "FACS-geometry slope from a zero at the 90th percentile of frames OpenFace "
-                      "scores < 0.5 or the template face's value if higher; 'unobservable' = "
-                      "reported as 0",
-            "cross_validation": f"leave-block-out, {N_BLOCKS} contiguous blocks (frames are consecutive "
-                                "frames of one person); cv_pearson_r and cv_mae per AU",
+            "landmarks": "animator.faces: YuNet detection + MediaPipe Face Landmarker v2 (478 points) "
+                         "and its blendshape model; the clips tracked as animator estimate does",
+            "method": "per AU: intensity = clip(monotone piecewise-linear map of one feature (knots, "
+                      "extended with slope), 0, 5); feature chosen by leave-one-person-out r; "
+                      "'quantile' = the feature's percentiles onto OpenFace's; 'prior' = fixed span "
+                      "from a zero at the 90th percentile of frames OpenFace scores < 0.5, where the "
+                      "data cannot fit or the scale is anatomical (AU45: closed eye = 5)",
+            "validation": "leave one person out (3 folds); lopo_r = Pearson r of the pooled held-out "
+                          "predictions, lopo_r_per_person = r within each held-out person (order of "
+                          "'people'), lopo_score = their mean over people whose OpenFace values vary "
+                          f"(std >= {PERSON_MIN_STD}), neutral_offset = mean (prediction - OpenFace) on "
+                          "frames OpenFace scores < 0.5",
+            "people": [p.name for p in people],
             "script": "python -m animator.estimate.calibrate",
         },
         "template": {
@@ -218,14 +285,14 @@ def calibrate(data: Path) -> dict:
                       "the subject's left, y down, z away from the camera, inter-ocular distance 1",
             "points": np.round(template, 5).tolist(),
         },
-        "layouts": layouts,
+        "aus": entries,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True,
-                        help="calibration set folder: face crops + OpenFace's aus.csv")
+                        help="the au-calibration folder (eric_andre/ and voxceleb/ with OpenFace CSVs)")
     parser.add_argument("--out", type=Path, default=au_table.CALIBRATION_PATH, help="calibration JSON")
     args = parser.parse_args(argv)
     from animator.outputs import atomic_output
@@ -233,10 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     document = calibrate(args.data)
     with atomic_output(args.out, overwrite=True) as tmp:
         tmp.write_text(json.dumps(document, indent=1) + "\n")
-    for key, layout in document["layouts"].items():
-        print(key)
-        for name, entry in layout.items():
-            print(f"  {name} {entry['method']:<12} r={entry['cv_pearson_r']} mae={entry['cv_mae']}")
+    for name, entry in document["aus"].items():
+        print(f"{name} {entry['feature']:<18} {entry['method']:<9} score={entry['lopo_score']} r={entry['lopo_r']} "
+              f"per-person={entry['lopo_r_per_person']} mae={entry['lopo_mae']} "
+              f"neutral={entry['neutral_offset']}")
 
 
 if __name__ == "__main__":

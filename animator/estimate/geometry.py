@@ -1,16 +1,16 @@
 """Face geometry: pose-normalise a landmark set and measure what each Action Unit moves.
 
 Landmarks are aligned to a frontal template by a similarity transform (Umeyama, x, y and z)
-fitted only on points that expressions barely move (forehead midline, nose, eye corners), so a smile cannot tilt the frame it is measured in. The template's inter-ocular
+fitted only on points that expressions barely move (forehead midline, nose, eye corners), so
+a smile cannot tilt the frame it is measured in. The template's inter-ocular
 distance (between eye centres) is 1, so every measure is in inter-ocular units: the same face
 filmed closer, turned or tilted gives the same numbers. Axes of the aligned frame: x towards
 the subject's left (image right for a frontal face), y down, z away from the camera.
 
-Each measure is signed so that it grows with the AU it serves ("up" is -y). The mapping to
-0-5 intensities (a neutral zero point and a scale) lives in :mod:`animator.estimate.aus`.
-
-Two layouts are supported: MediaPipe's 468-point mesh (all measures) and the 68-point
-iBUG/face-alignment layout (a subset; no cheek or nostril points, see :data:`MEASURES_68_MISSING`).
+Each measure is signed so that it grows with the AU it serves ("up" is -y). Some AUs read
+these measures, others MediaPipe's blendshapes; the choice and the mapping to 0-5 intensities
+live in :mod:`animator.estimate.aus`. Input is the 468-point face mesh (the first 468 of the
+landmarker's 478 points).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class Layout:
     subnasale: int
     nose_tip: int
     chin: tuple[int, ...]              # chin and lower jaw contour (menton first)
-    cheek: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-    nose_wing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    cheek: tuple[tuple[int, ...], tuple[int, ...]]
+    nose_wing: tuple[tuple[int, ...], tuple[int, ...]]
 
 
 # MediaPipe face mesh (468). Indices follow the canonical face model's numbering, where the
@@ -72,38 +72,6 @@ MESH = Layout(
     nose_wing=((64, 98, 129, 48), (294, 327, 358, 278)),
 )
 
-# iBUG 68 (face-alignment's output order, 0-based): jaw 0-16, brows 17-26, nose 27-35,
-# eyes 36-47, outer lips 48-59, inner lips 60-67.
-IBUG68 = Layout(
-    n_points=68,
-    stable=(27, 28, 29, 30, 36, 39, 42, 45),
-    eye_outer=(36, 45),
-    eye_inner=(39, 42),
-    upper_lid=((38, 37), (43, 44)),
-    lower_lid=((40, 41), (47, 46)),
-    brow_inner=((21, 20), (22, 23)),
-    brow_outer=((17, 18), (25, 26)),
-    mouth_corner=(48, 54),
-    upper_lip_top=51,
-    upper_lip_inner=(62, 61, 63),
-    lower_lip_inner=(66, 67, 65),
-    lower_lip_bottom=57,
-    subnasale=33,
-    nose_tip=30,
-    chin=(8, 7, 9),
-)
-
-# For each iBUG-68 point, the mesh point at the same anatomical place: builds the 68-point
-# template from the mesh template and lets the calibration be fitted for the 68-point subset.
-MESH_TO_IBUG68: tuple[int, ...] = (
-    127, 234, 93, 132, 58, 172, 136, 150, 152, 379, 365, 397, 288, 361, 323, 454, 356,  # jaw
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,                                      # brows
-    168, 197, 5, 4, 98, 97, 2, 326, 327,                                                # nose
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,                          # eyes
-    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,                                 # outer lips
-    78, 82, 13, 312, 308, 317, 14, 87,                                                  # inner lips
-)
-
 MEASURE_NAMES: tuple[str, ...] = (
     "brow_inner_raise",   # AU01: inner brow height above the inner eye corners
     "brow_outer_raise",   # AU02: outer brow height above the outer eye corners
@@ -124,17 +92,11 @@ MEASURE_NAMES: tuple[str, ...] = (
     "eye_closure",        # AU45: lid aperture shrinks (as a fraction of eye width)
 )
 N_MEASURES = len(MEASURE_NAMES)
-# Measures the 68-point layout cannot compute (no cheek or nostril-wing points; no depth).
-MEASURES_68_MISSING = frozenset({"cheek_raise", "nose_wing_raise", "lip_corner_back"})
-
-
-def layout_for(points: np.ndarray) -> Layout:
-    n = np.asarray(points).shape[-2]
-    if n == MESH.n_points:
-        return MESH
-    if n == IBUG68.n_points:
-        return IBUG68
-    raise AnimatorError(f"landmarks: expected 468 (face mesh) or 68 (iBUG) points, got {n}")
+def _checked(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim < 2 or points.shape[-2:] != (MESH.n_points, 3):
+        raise AnimatorError(f"landmarks: expected (…, {MESH.n_points}, 3) face-mesh points, got {points.shape}")
+    return points
 
 
 def eye_centres(points: np.ndarray, layout: Layout) -> np.ndarray:
@@ -144,53 +106,33 @@ def eye_centres(points: np.ndarray, layout: Layout) -> np.ndarray:
     return (outer + inner) / 2
 
 
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, rotation, translation) mapping source onto target.
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares similarity mapping (…, K, D) ``source`` onto ``target``, batched over ….
 
     Umeyama (1991): SVD of the cross-covariance with a reflection guard, so the result is a
-    proper rotation even for noisy, nearly planar point sets.
+    proper rotation even for noisy, nearly planar point sets. Returns scale (…,), rotation
+    (…, D, D) and translation (…, D).
     """
-    mu_s, mu_t = source.mean(0), target.mean(0)
+    mu_s, mu_t = source.mean(-2, keepdims=True), target.mean(-2, keepdims=True)
     s, t = source - mu_s, target - mu_t
-    cov = t.T @ s / len(source)
+    cov = np.swapaxes(t, -1, -2) @ s / source.shape[-2]
     u, d, vt = np.linalg.svd(cov)
-    sign = np.ones(len(d))
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rotation = u @ np.diag(sign) @ vt
-    variance = (s ** 2).sum() / len(source)
-    scale = float((d * sign).sum() / variance) if variance > 0 else 1.0
-    return scale, rotation, mu_t - scale * rotation @ mu_s
-
-
-def template_for(layout: Layout, mesh_template: np.ndarray) -> np.ndarray:
-    """The template in ``layout``'s numbering (the 68-point one is a subset of the mesh's)."""
-    mesh_template = np.asarray(mesh_template, dtype=np.float64)
-    return mesh_template if layout is MESH else mesh_template[list(MESH_TO_IBUG68)]
-
-
-def is_planar(points: np.ndarray) -> bool:
-    """True for 2-D landmarks (no depth column, or depth all zero as FAN's 2-D output)."""
-    return points.shape[-1] == 2 or not np.any(points[..., 2])
+    sign = np.ones(d.shape)
+    sign[..., -1] = np.where(np.linalg.det(u) * np.linalg.det(vt) < 0, -1.0, 1.0)
+    rotation = (u * sign[..., None, :]) @ vt
+    variance = (s ** 2).sum((-1, -2)) / source.shape[-2]
+    scale = np.where(variance > 0, (d * sign).sum(-1) / np.where(variance > 0, variance, 1.0), 1.0)
+    shift = mu_t[..., 0, :] - scale[..., None] * (rotation @ mu_s[..., 0, :, None])[..., 0]
+    return scale, rotation, shift
 
 
 def normalise_pose(points: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Align (…, N, 3) landmarks onto the mesh ``template`` (468, 3) on the stable points.
-
-    2-D landmarks (see :func:`is_planar`) are aligned in the image plane against the
-    template's x, y and keep z = 0; out-of-plane head turns then remain in the measures.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    layout = layout_for(points)
-    dims = 2 if is_planar(points) else 3
-    reference = template_for(layout, template)[:, :dims]
-    stable = list(layout.stable)
-    flat = points[..., :dims].reshape(-1, layout.n_points, dims)
-    out = np.zeros(flat.shape[:2] + (3,))
-    for i, face in enumerate(flat):
-        scale, rotation, shift = umeyama(face[stable], reference[stable])
-        out[i, :, :dims] = scale * face @ rotation.T + shift
-    return out.reshape(points.shape[:-1] + (3,))
+    """Align (…, 468, 3) mesh points onto the ``template`` (468, 3) on the stable points."""
+    points = _checked(points)
+    stable = list(MESH.stable)
+    reference = np.broadcast_to(np.asarray(template, dtype=np.float64)[stable], points[..., stable, :].shape)
+    scale, rotation, shift = umeyama(points[..., stable, :], reference)
+    return scale[..., None, None] * points @ np.swapaxes(rotation, -1, -2) + shift[..., None, :]
 
 
 def canonical_frame(points: np.ndarray) -> np.ndarray:
@@ -199,8 +141,8 @@ def canonical_frame(points: np.ndarray) -> np.ndarray:
     Origin between the eye centres, x from the right to the left eye, y towards the chin
     (orthogonalised), z = x cross y (away from the camera), inter-ocular distance 1.
     """
-    layout = layout_for(points)
-    points = np.asarray(points, dtype=np.float64)
+    layout = MESH
+    points = _checked(points)
     right, left = eye_centres(points, layout)
     origin = (right + left) / 2
     x = left - right
@@ -218,16 +160,12 @@ def _mean(points: np.ndarray, index: tuple[int, ...] | tuple[tuple[int, ...], ..
 
 
 def measures(points: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """(…, N, 3|2) landmarks -> (…, 17) measures in :data:`MEASURE_NAMES` order.
-
-    Measures a layout cannot compute are NaN. Inputs are pose-normalised first.
-    """
-    layout = layout_for(points)
+    """(…, 468, 3) mesh points -> (…, 17) measures in :data:`MEASURE_NAMES` order (in
+    inter-ocular units, after pose normalisation onto ``template``)."""
+    layout = MESH
     p = normalise_pose(points, template)
     x, y = p[..., 0], p[..., 1]
-    has_depth = not is_planar(np.asarray(points))
-    out = np.full(p.shape[:-2] + (N_MEASURES,), np.nan, dtype=np.float64)
-    m = dict.fromkeys(MEASURE_NAMES)
+    m: dict[str, np.ndarray] = {}
 
     eye_outer_y = y[..., list(layout.eye_outer)].mean(-1)
     eye_inner_y = y[..., list(layout.eye_inner)].mean(-1)
@@ -252,10 +190,8 @@ def measures(points: np.ndarray, template: np.ndarray) -> np.ndarray:
     m["upper_lid_raise"] = np.mean(upper_h, axis=0)
     m["lid_tighten"] = -np.mean(lower_d, axis=0)
     m["eye_closure"] = -np.mean(aperture, axis=0)
-    if layout.cheek is not None:
-        m["cheek_raise"] = eye_line_y - _mean(p, layout.cheek)[..., 1]
-    if layout.nose_wing is not None:
-        m["nose_wing_raise"] = eye_inner_y - _mean(p, layout.nose_wing)[..., 1]
+    m["cheek_raise"] = eye_line_y - _mean(p, layout.cheek)[..., 1]
+    m["nose_wing_raise"] = eye_inner_y - _mean(p, layout.nose_wing)[..., 1]
 
     corners = p[..., list(layout.mouth_corner), :]
     corner_up = eye_line_y - corners[..., 1].mean(-1)
@@ -263,9 +199,8 @@ def measures(points: np.ndarray, template: np.ndarray) -> np.ndarray:
     upper_inner_y = y[..., layout.upper_lip_inner[0]]
     m["upper_lip_raise"] = -(y[..., layout.upper_lip_top] - y[..., layout.subnasale])
     m["lip_corner_pull"] = corner_up + half_width
-    if has_depth:
-        lip_mid_z = (p[..., layout.upper_lip_top, 2] + p[..., layout.lower_lip_bottom, 2]) / 2
-        m["lip_corner_back"] = corners[..., 2].mean(-1) - lip_mid_z - half_width
+    lip_mid_z = (p[..., layout.upper_lip_top, 2] + p[..., layout.lower_lip_bottom, 2]) / 2
+    m["lip_corner_back"] = corners[..., 2].mean(-1) - lip_mid_z - half_width
     mouth_mid_y = (upper_inner_y + y[..., layout.lower_lip_inner[0]]) / 2
     m["lip_corner_depress"] = corners[..., 1].mean(-1) - mouth_mid_y
     m["chin_raise"] = -(y[..., layout.chin[0]] - y[..., layout.lower_lip_bottom])
@@ -276,7 +211,4 @@ def measures(points: np.ndarray, template: np.ndarray) -> np.ndarray:
     gap = y[..., list(layout.lower_lip_inner)] - y[..., list(layout.upper_lip_inner)]
     m["lips_part"] = np.maximum(gap, 0).mean(-1)
     m["jaw_drop"] = y[..., list(layout.chin)].mean(-1) - y[..., layout.nose_tip]
-    for i, name in enumerate(MEASURE_NAMES):
-        if m[name] is not None:
-            out[..., i] = m[name]
-    return out
+    return np.stack([m[name] for name in MEASURE_NAMES], axis=-1)

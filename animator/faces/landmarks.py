@@ -1,9 +1,13 @@
-"""Dense face landmarks: the MediaPipe face mesh (468 points, shipped) or FAN (68, opt-in).
+"""Dense face landmarks: MediaPipe's Face Landmarker (478 points, shipped) or FAN (68, opt-in).
 
-The mesh model sees a 192x192 crop, upright and with a margin, like MediaPipe's own graph:
+The landmark model (``face_landmarks_detector.tflite`` of MediaPipe's Face Landmarker v2) sees
+a 256x256 RGB crop scaled to [0, 1], upright and with a margin, as MediaPipe's own graph cuts it:
 from a detection the crop is a square 1.4x the box's long side, turned by the eye line, then
-refined once from the mesh it produced; when tracking, the crop comes from the previous
-frame's mesh (its extent in the face's own axes, 1.5x, turned by the outer eye corners).
+refined once from the landmarks it produced; when tracking, the crop comes from the previous
+frame's landmarks (their extent in the face's own axes, 1.5x, turned by the outer eye corners).
+It returns the 468-point face mesh (MediaPipe's canonical numbering) followed by 10 iris points
+(468-472 the subject's right iris centre and contour, 473-477 the left), plus a face-presence
+score. One model serves tracking and AU estimation (the blendshape model reads these points).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from animator.errors import AnimatorError
 from animator.faces.align import square_transform
 from animator.faces.detect import Detection, quiet_opencv
 
-MESH_MODEL = Path(__file__).resolve().parents[1] / "assets" / "face_mesh" / "face_landmark.tflite"
-MESH_SIZE = 192
-N_MESH = 468
+LANDMARKER_DIR = Path(__file__).resolve().parents[1] / "assets" / "face_landmarker"
+LANDMARK_MODEL = LANDMARKER_DIR / "face_landmarks_detector.tflite"
+MESH_SIZE = 256
+N_MESH = 468           # the face mesh part (indices 0-467)
+N_LANDMARKS = 478      # mesh + 10 iris points
 
 # MediaPipe mesh indices; "right" is the subject's right (image left), as in YuNet.
 RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]
@@ -49,8 +55,8 @@ def five_points(mesh: np.ndarray) -> np.ndarray:
 
 
 def mesh_roi(mesh: np.ndarray, margin: float = MESH_MARGIN) -> np.ndarray:
-    """Frame -> 192 crop transform that frames a face whose mesh is known (for tracking)."""
-    xy = np.asarray(mesh, dtype=np.float64)[:, :2]
+    """Frame -> 256 crop transform that frames a face whose landmarks are known (for tracking)."""
+    xy = np.asarray(mesh, dtype=np.float64)[:N_MESH, :2]
     eye_line = xy[LEFT_EYE_OUTER] - xy[RIGHT_EYE_OUTER]
     angle = float(np.arctan2(eye_line[1], eye_line[0]))
     c, s = np.cos(angle), np.sin(angle)
@@ -63,7 +69,7 @@ def mesh_roi(mesh: np.ndarray, margin: float = MESH_MARGIN) -> np.ndarray:
 
 def detection_roi(box: np.ndarray, points: np.ndarray | None,
                   margin: float = DETECTION_MARGIN) -> np.ndarray:
-    """Frame -> 192 crop transform from a detector box (and its eye points for the roll)."""
+    """Frame -> 256 crop transform from a detector box (and its eye points for the roll)."""
     x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
     angle = 0.0
     if points is not None:
@@ -73,41 +79,59 @@ def detection_roi(box: np.ndarray, points: np.ndarray | None,
     return square_transform(center, max(x1 - x0, y1 - y0) * margin, angle, MESH_SIZE)
 
 
+def presence_probability(logit: float) -> float:
+    """The face flag's logit as a probability (MediaPipe applies a sigmoid)."""
+    return float(1.0 / (1.0 + np.exp(-np.clip(logit, -60.0, 60.0))))
+
+
 class MeshLandmarker:
-    """468-point MediaPipe face mesh through ``cv2.dnn.readNetFromTFLite`` (about 2 ms a face)."""
+    """478 MediaPipe landmarks (face mesh + irises) through ``cv2.dnn.readNetFromTFLite``."""
 
     name = "mesh"
 
     def __init__(self) -> None:
-        if not MESH_MODEL.is_file():
-            raise AnimatorError(f"{MESH_MODEL}: the shipped face-mesh model is missing (reinstall animator)")
+        if not LANDMARK_MODEL.is_file():
+            raise AnimatorError(f"{LANDMARK_MODEL}: the shipped landmark model is missing (reinstall animator)")
         with quiet_opencv():
-            self._net = cv2.dnn.readNetFromTFLite(str(MESH_MODEL))
+            self._net = cv2.dnn.readNetFromTFLite(str(LANDMARK_MODEL))
+        # outputs: the landmarks (1434 values) and the face flag (one logit); a third is unused
+        self._outputs = ["Identity", "Identity_1"]
 
-    def run(self, frame_rgb: np.ndarray, M: np.ndarray) -> np.ndarray:
-        """The mesh inside the 192 crop ``M`` cuts, mapped back to frame pixels (468, 3)."""
+    def run(self, frame_rgb: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, float]:
+        """Landmarks inside the 256 crop ``M`` cuts, mapped back to frame pixels (478, 3), and
+        the probability that the crop holds a face."""
         crop = cv2.warpAffine(frame_rgb, M, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         self._net.setInput(cv2.dnn.blobFromImage(crop, 1.0 / 255.0))
-        out = np.asarray(self._net.forward(), dtype=np.float64).reshape(N_MESH, 3)
+        points, flag = self._net.forward(self._outputs)
+        out = np.asarray(points, dtype=np.float64).reshape(N_LANDMARKS, 3)
         inverse = cv2.invertAffineTransform(M)
-        mesh = np.empty((N_MESH, 3), dtype=np.float32)
-        mesh[:, :2] = out[:, :2] @ inverse[:, :2].T + inverse[:, 2]
-        mesh[:, 2] = out[:, 2] / np.sqrt(abs(np.linalg.det(M[:, :2])))
-        return mesh
+        landmarks = np.empty((N_LANDMARKS, 3), dtype=np.float32)
+        landmarks[:, :2] = out[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+        landmarks[:, 2] = out[:, 2] / np.sqrt(abs(np.linalg.det(M[:, :2])))
+        return landmarks, presence_probability(float(np.ravel(flag)[0]))
 
-    def landmarks(self, frame_rgb: np.ndarray, detection_or_box: Detection | np.ndarray) -> np.ndarray:
-        """(468, 3) float32 in frame pixels for the face a detection (or a bare box) marks."""
+    def locate(self, frame_rgb: np.ndarray, detection_or_box: Detection | np.ndarray) -> tuple[np.ndarray, float]:
+        """(478, 3) float32 landmarks in frame pixels and the presence score, for the face a
+        detection (or a bare box) marks."""
         if isinstance(detection_or_box, Detection):
             M = detection_roi(detection_or_box.box, detection_or_box.points)
         else:
             M = detection_roi(np.asarray(detection_or_box).reshape(4), None)
-        first = self.run(frame_rgb, M)
+        first, _ = self.run(frame_rgb, M)
         return self.run(frame_rgb, mesh_roi(first))
 
-    def landmarks_from_mesh(self, frame_rgb: np.ndarray, prev_mesh: np.ndarray) -> np.ndarray:
-        """(468, 3) for a face tracked from the previous frame's mesh, without detection."""
+    def locate_from_mesh(self, frame_rgb: np.ndarray, prev_mesh: np.ndarray) -> tuple[np.ndarray, float]:
+        """Landmarks and presence for a face tracked from the previous frame's landmarks."""
         return self.run(frame_rgb, mesh_roi(prev_mesh))
+
+    def landmarks(self, frame_rgb: np.ndarray, detection_or_box: Detection | np.ndarray) -> np.ndarray:
+        """(478, 3) float32 in frame pixels for the face a detection (or a bare box) marks."""
+        return self.locate(frame_rgb, detection_or_box)[0]
+
+    def landmarks_from_mesh(self, frame_rgb: np.ndarray, prev_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) for a face tracked from the previous frame's landmarks, without detection."""
+        return self.locate_from_mesh(frame_rgb, prev_mesh)[0]
 
 
 class FanLandmarker:

@@ -33,9 +33,10 @@ class FaceObservation:
     box: np.ndarray            # (4,) float32 [x0, y0, x1, y1]
     score: float
     points: np.ndarray         # (5, 2) float32, YuNet order (from the mesh when there is one)
-    mesh: np.ndarray | None    # (468, 3) float32 face mesh (None only with mesh=False)
+    mesh: np.ndarray | None    # (478, 3) float32 landmarks: mesh + irises (None only with mesh=False)
     interpolated: bool = False
     fan_points: np.ndarray | None = None  # (68, 3) with --landmarks fan
+    presence: float | None = None         # the landmark model's face-presence probability
 
     @property
     def area(self) -> float:
@@ -131,7 +132,9 @@ class Tracks:
                         frame_index=i, time=time, track_id=track_id,
                         box=_lerp(a.box, b.box, w), score=float(min(a.score, b.score)),
                         points=_lerp(a.points, b.points, w), mesh=_lerp(a.mesh, b.mesh, w),
-                        interpolated=True, fan_points=_lerp(a.fan_points, b.fan_points, w)))
+                        interpolated=True, fan_points=_lerp(a.fan_points, b.fan_points, w),
+                        presence=None if a.presence is None or b.presence is None
+                        else min(a.presence, b.presence)))
         return Tracks(self.frames, filled)
 
     def to_json(self, source: str, fps: float | None) -> dict[str, Any]:
@@ -159,7 +162,7 @@ class _Track:
 class FaceTracker:
     """Online tracker; feed frames in order with :meth:`update`, then take :attr:`tracks`.
 
-    Every face gets the 468-point mesh (about 2-4 ms) unless ``mesh=False``, and its 5
+    Every face gets the 478 landmarks (mesh + irises, about 8 ms) unless ``mesh=False``, and its 5
     alignment points then come from the mesh (:func:`five_points`): YuNet's own points ignore
     a rolled head (10-17 px off at 25-40 degrees of roll) and follow the pupils, which would
     make crops swim with the gaze. ``landmarker`` may add FAN's 68 points.
@@ -205,26 +208,26 @@ class FaceTracker:
         return pairs, [j for j in range(len(found)) if j not in pairs.values()]
 
     def _landmarks(self, frame: np.ndarray, det: Detection, track: _Track | None):
-        """(mesh, fan_points); the mesh is re-cropped from the last frame's mesh when the track
-        was seen there and the new mesh still sits on the detected face."""
+        """(mesh, presence, fan_points); the mesh is re-cropped from the last frame's mesh when
+        the track was seen there and the new mesh still sits on the detected face."""
         fan = self.fan.landmarks(frame, det) if self.fan is not None else None
         if self.mesh is None:
-            return None, fan
+            return None, None, fan
         if track is not None and track.missed == 0 and track.last.mesh is not None:
-            mesh = self.mesh.landmarks_from_mesh(frame, track.last.mesh)
+            mesh, presence = self.mesh.locate_from_mesh(frame, track.last.mesh)
             x0, y0, x1, y1 = det.box
             inner = np.array([x0, y0, x1, y1]) + 0.25 * np.array([x1 - x0, y1 - y0, x0 - x1, y0 - y1])
             centre = eye_centers(mesh).mean(0)
             if inner[0] <= centre[0] <= inner[2] and inner[1] <= centre[1] <= inner[3]:
-                return mesh, fan
-        return self.mesh.landmarks(frame, det), fan
+                return mesh, presence, fan
+        return *self.mesh.locate(frame, det), fan
 
     def _observe(self, frame_index: int, time: float, frame: np.ndarray, det: Detection,
                  track_id: int, track: _Track | None) -> FaceObservation:
-        mesh, fan = self._landmarks(frame, det, track)
+        mesh, presence, fan = self._landmarks(frame, det, track)
         points = five_points(mesh) if mesh is not None else det.points
         return FaceObservation(frame_index, float(time), track_id, det.box, det.score, points,
-                               mesh, False, fan)
+                               mesh, False, fan, presence)
 
     def update(self, frame_index: int, time: float, frame_rgb: np.ndarray) -> list[FaceObservation]:
         """Track one frame; returns the faces observed in it (not the interpolated ones)."""
