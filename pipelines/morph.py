@@ -1,7 +1,9 @@
 """``animator morph``: one photo moving smoothly from one AU target to another.
 
-The face is found once (largest face), cropped once, and the generator runs on the same crop
-with the AU vector eased from A to B; each result is pasted back at full resolution. OUT is a
+The face is found once (largest face) and the AU vector eased from A to B. With motion, each
+frame first moves the face from its own AUs (the estimator's reading) to that frame's vector
+(:mod:`animator.motion`) and is cropped again; without, the generator runs on the same crop.
+Each result is pasted back at full resolution. OUT is a
 video (.mp4/.mov/.mkv/.webm, through the same encoder as render), an animated .gif (Pillow),
 or a folder of PNGs with frames.json (any OUT without one of those suffixes).
 """
@@ -21,10 +23,11 @@ from animator.errors import AnimatorError
 from animator.media.decode import VideoFrame, VideoInfo
 from animator.media.encode import CONTAINERS, EncodeOptions, VideoWriter, plan_encoding
 from animator.media.images import read_image
+from animator.motion import WARP_ONLY_NOTE
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
-from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary, _load_editor,
-                              composite_faces, edit_faces)
+from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary,
+                              composite_faces, edit_faces, motion_setup)
 
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
@@ -47,6 +50,7 @@ class MorphOptions:
     batch_size: int = 16
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     mattes: bool = False
+    motion: str | None = None  # "warp" | "none"; None: the model config's choice
     overwrite: bool = False
     quiet: bool = False
 
@@ -111,11 +115,12 @@ def morph(opts: MorphOptions) -> Summary:
         notes += plan_encoding(opts.out, w, h, opts.encode).notes
     inputs = [opts.image] + ([opts.checkpoint] if opts.checkpoint else [])
     check_output(opts.out, inputs, opts.overwrite)
-    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
-    face = find_face(image, editor.crop_policy, opts.image)
+    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+    face = find_face(image, editor.crop_policy if editor else None, opts.image)
 
-    summary = Summary(input=str(opts.image), output=str(opts.out), notes=notes)
-    jobs = _frames(image, face, vectors, editor, fps, opts.batch_size, opts.mattes)
+    summary = Summary(input=str(opts.image), output=str(opts.out),
+                      notes=notes + ([] if editor else [WARP_ONLY_NOTE]))
+    jobs = edit_frames(image, face, vectors, editor, rig, fps, opts.batch_size, opts.mattes)
     with progress(len(vectors), "morphing", opts.quiet) as bar, \
             atomic_output(opts.out, inputs, opts.overwrite, directory=kind == "folder") as tmp:
         if kind == "video":
@@ -126,7 +131,8 @@ def morph(opts: MorphOptions) -> Summary:
         elif kind == "gif":
             write_gif(tmp, (job.frame.rgb for job in _counted(jobs, bar)), float(fps))
         else:
-            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute") as export:
+            with FrameExport(tmp, opts.mattes, float(fps), str(opts.image), "absolute",
+                             motion=rig is not None) as export:
                 for job in jobs:
                     export.add(job)
                     bar.update(1)
@@ -139,7 +145,8 @@ def morph(opts: MorphOptions) -> Summary:
 def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
     """The largest face's crop and transform, aligned on the face mesh's five points as the
     renderer's tracker and ``animator prepare`` align them (YuNet's own points drift on tilted
-    heads), so the model sees the crops it was trained on."""
+    heads), so the model sees the crops it was trained on; without a ``policy`` (no generator)
+    only the face's mesh and points."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
     from animator.faces.landmarks import MeshLandmarker, five_points  # noqa: PLC0415
@@ -148,24 +155,39 @@ def find_face(image: np.ndarray, policy, source: Path) -> FaceJob:
     if not detections:
         raise AnimatorError(f"{source}: no face found in the image")
     face = detections[0]
-    points = five_points(MeshLandmarker().landmarks(image, face))
-    M = crop_transform(policy, points, face.box)
+    mesh = MeshLandmarker().landmarks(image, face)
+    points = five_points(mesh)
+    M = crop_transform(policy, points, face.box) if policy else None
     return FaceJob(track_id=0, box=np.asarray(face.box), score=float(face.score),
-                   points=points, M=M, crop=warp_crop(image, M, policy.size),
-                   target=np.zeros(aus.N_AUS, np.float32))
+                   points=points, M=M, crop=warp_crop(image, M, policy.size) if policy else None,
+                   target=np.zeros(aus.N_AUS, np.float32), mesh=mesh)
 
 
-def _frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, fps: Fraction,
+def edit_frames(image: np.ndarray, face: FaceJob, vectors: np.ndarray, editor, rig, fps: Fraction,
             batch_size: int, mattes: bool) -> Iterator[FrameJob]:
-    """Generate in batches of the same crop with changing AUs; composite each result."""
+    """Generate in batches (of the same crop with changing AUs, or of the moved face's crops);
+    composite each result."""
+    from animator.faces.align import warp_crop  # noqa: PLC0415
+
+    if rig is not None:
+        from animator.estimate import AUEstimator  # noqa: PLC0415
+        from animator.motion.move import move_face  # noqa: PLC0415
+
+        current = AUEstimator.default().estimate(face.mesh)
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
+            rgb, crop, fields = image, face.crop, []
+            if rig is not None:
+                rgb, moved = move_face(image, face.mesh, current, vectors[i], rig)
+                if moved is not None:
+                    fields = [moved]
+                    crop = warp_crop(rgb, face.M, len(face.crop)) if editor else None
             job_face = FaceJob(track_id=face.track_id, box=face.box, score=face.score,
-                               points=face.points, M=face.M, crop=face.crop, target=vectors[i])
-            frame = VideoFrame(index=i, time=float(i / fps), rgb=image, pts=i, duration=1,
+                               points=face.points, M=face.M, crop=crop, target=vectors[i])
+            frame = VideoFrame(index=i, time=float(i / fps), rgb=rgb, pts=i, duration=1,
                                time_base=1 / fps)
-            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face]))
+            batch.append(FrameJob(frame=frame, aus=vectors[i], faces=[job_face], fields=fields))
         edit_faces(editor, [job.faces[0] for job in batch])
         for job in batch:
             composite_faces(job, mattes)

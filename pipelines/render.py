@@ -29,6 +29,8 @@ from animator.media.decode import DecodeStats, VideoFrame, iter_frames, probe
 from animator.media.encode import EncodeOptions, VideoWriter, plan_encoding
 from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
+from animator.motion import MOTION_MODES, WARP_ONLY_NOTE
+from animator.motion.warp import frame_offsets
 from animator.progress import progress
 from pipelines.stages import Stages, batched_by
 
@@ -47,6 +49,7 @@ class RenderOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     frames_dir: Path | None = None
     mattes: bool = False
+    motion: str | None = None  # "warp" | "none"; None: the model config's choice
     start: float | None = None
     end: float | None = None
     overwrite: bool = False
@@ -107,6 +110,7 @@ class FaceJob:
     target: np.ndarray  # (17,) AUs 0-5
     attention: np.ndarray | None = None
     color: np.ndarray | None = None
+    mesh: np.ndarray | None = None  # (468, 3) frame px, where the motion stage needs it
 
 
 @dataclass
@@ -115,6 +119,7 @@ class FrameJob:
     aus: np.ndarray  # the trajectory sample at this frame's time (offsets in relative mode)
     faces: list[FaceJob]
     matte: np.ndarray | None = None
+    fields: list = field(default_factory=list)  # the faces' motion fields (animator.motion.warp)
 
 
 def check_range(start: float | None, end: float | None) -> None:
@@ -146,18 +151,19 @@ def render(opts: RenderOptions) -> Summary:
         if Path(opts.frames_dir).resolve() == Path(opts.out).resolve():
             raise AnimatorError(f"{opts.frames_dir}: --frames and -o name the same path")
         check_output(opts.frames_dir, inputs, opts.overwrite)
-    editor = _load_editor(opts.checkpoint, opts.device, opts.batch_size)
+    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
     tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
-                                total=info.frames if opts.start is None and opts.end is None else None)
+                                total=info.frames if opts.start is None and opts.end is None else None,
+                                smooth_mesh=rig is not None)
     if not times:
         raise AnimatorError(f"{opts.video}: no frames between --start and --end")
     from animator.trajectory import sample_trajectory  # noqa: PLC0415
 
     samples = sample_trajectory(keyframes, np.asarray(times, dtype=np.float64), info.fps_float)
-    targets = FaceTargets(keyframes.mode, samples, tracks)
+    targets = FaceTargets(keyframes.mode, samples, tracks, actor=rig is not None)
 
     summary.timings["tracking"] = clock.perf_counter() - began - summary.timings["setup"]
     stats = DecodeStats()
@@ -169,12 +175,13 @@ def render(opts: RenderOptions) -> Summary:
             frames_tmp = stack.enter_context(
                 atomic_output(opts.frames_dir, inputs, opts.overwrite, directory=True))
             export = stack.enter_context(FrameExport(frames_tmp, opts.mattes, info.fps_float,
-                                                     str(opts.video), keyframes.mode))
+                                                     str(opts.video), keyframes.mode,
+                                                     motion=rig is not None))
         writer = stack.enter_context(VideoWriter(out_tmp, info, opts.encode,
                                                  audio_range=(opts.start, opts.end)))
         bar = stack.enter_context(progress(len(times), "rendering", opts.quiet))
         stages = stack.enter_context(Stages())  # left first: threads stop before files close
-        jobs = _pass_two(opts, editor, tracks, targets, stats, stages)
+        jobs = _pass_two(opts, editor, rig, tracks, targets, stats, stages)
         for job in jobs:
             writer.write(job.frame.rgb, job.frame.pts, job.frame.duration)
             if export is not None:
@@ -186,7 +193,7 @@ def render(opts: RenderOptions) -> Summary:
         if summary.frames != len(times):
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
-        summary.notes = list(writer.notes)
+        summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_dir = str(opts.frames_dir) if opts.frames_dir else None
@@ -200,11 +207,29 @@ def _load_editor(checkpoint: Path | None, device: str, batch_size: int):
     return FaceEditor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
 
 
+def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch_size: int):
+    """(rig, editor) for ``--motion`` (or, when not given, the model config's choice): the AU
+    rig when faces move (None for ``none``), the generator when it paints (None for ``warp``,
+    whose model is then not even loaded)."""
+    from animator.model.checkpoint import load_config  # noqa: PLC0415
+
+    choice = motion or load_config(checkpoint).motion
+    if choice not in MOTION_MODES:
+        raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
+    rig = None
+    if choice != "none":
+        from animator.motion.rig import AURig  # noqa: PLC0415
+
+        rig = AURig.default()
+    return rig, None if choice == "warp" else _load_editor(checkpoint, device, batch_size)
+
+
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
-                quiet: bool, total: int | None = None):
-    """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points;
-    returns the tracks and every frame's time. Every observation carries its face mesh
-    (the tracker aligns on it, and relative mode estimates the actor's AUs from it)."""
+                quiet: bool, total: int | None = None, smooth_mesh: bool = False):
+    """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points (and
+    meshes, with ``smooth_mesh``: the motion stage warps from them); returns the tracks and
+    every frame's time. Every observation carries its face mesh (the tracker aligns on it,
+    and the actor's AUs are estimated from it)."""
     from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
     from animator.faces.track import track_video  # noqa: PLC0415
 
@@ -218,27 +243,33 @@ def track_faces(video: Path, start: float | None, end: float | None, select: str
 
     with progress(total, "tracking faces", quiet) as bar:
         tracks = track_video(frames())
-    return smooth_tracks(tracks.select(select)), times
+    return smooth_tracks(tracks.select(select), mesh=smooth_mesh), times
 
 
 class FaceTargets:
     """The AU target of each face on each frame: the trajectory sample (absolute mode), or the
-    actor's own AUs, smoothed over time, plus the sample's offsets (relative mode)."""
+    actor's own AUs, smoothed over time, plus the sample's offsets (relative mode). The actor's
+    AUs are estimated in relative mode, and whenever ``actor`` is asked for (motion)."""
 
-    def __init__(self, mode: str, samples: np.ndarray, tracks):
+    def __init__(self, mode: str, samples: np.ndarray, tracks, actor: bool = False):
         self.mode = mode
         self.samples = samples
         self._actor: dict[tuple[int, int], np.ndarray] = {}
-        if mode == "relative":
+        if mode == "relative" or actor:
             self._actor = actor_aus(tracks)
+
+    def actor(self, frame_index: int, track_id: int) -> np.ndarray:
+        """The actor's own (smoothed) AUs; zeros where none could be estimated."""
+        actor = self._actor.get((frame_index, track_id))
+        if actor is None or not np.isfinite(actor).all():
+            return np.zeros(aus.N_AUS, np.float32)
+        return actor
 
     def target(self, position: int, frame_index: int, track_id: int) -> np.ndarray:
         sample = self.samples[position]
         if self.mode != "relative":
             return sample
-        actor = self._actor.get((frame_index, track_id))
-        if actor is None or not np.isfinite(actor).all():
-            actor = np.zeros(aus.N_AUS, np.float32)
+        actor = self.actor(frame_index, track_id)
         return np.clip(actor + sample, aus.AU_MIN, aus.AU_MAX).astype(np.float32)
 
 
@@ -263,23 +294,29 @@ def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
     return result
 
 
-def _pass_two(opts: RenderOptions, editor, tracks, targets: FaceTargets, stats: DecodeStats,
+def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, stats: DecodeStats,
               stages: Stages) -> Iterator[FrameJob]:
-    """decode+crop -> generate -> composite, each on its own thread."""
+    """decode+move+crop -> generate -> composite, each on its own thread (without an
+    ``editor``, nothing is cropped, generated or composited)."""
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
 
-    policy = editor.crop_policy
+    policy = editor.crop_policy if editor else None
 
     def decode_and_crop() -> Iterator[FrameJob]:
         for position, frame in enumerate(iter_frames(opts.video, opts.start, opts.end, stats)):
+            observed = tracks.for_frame(frame.index)
+            wanted = [targets.target(position, frame.index, o.track_id) for o in observed]
+            fields = []
+            if rig is not None:
+                frame.rgb, fields = move_faces(frame.rgb, observed, wanted, targets, rig)
             faces = []
-            for obs in tracks.for_frame(frame.index):
-                M = crop_transform(policy, obs.points, obs.box)
+            for obs, target in zip(observed, wanted):
+                M = crop_transform(policy, obs.points, obs.box) if policy else None
                 faces.append(FaceJob(track_id=obs.track_id, box=np.asarray(obs.box),
                                      score=float(obs.score), points=np.asarray(obs.points), M=M,
-                                     crop=warp_crop(frame.rgb, M, policy.size),
-                                     target=targets.target(position, frame.index, obs.track_id)))
-            yield FrameJob(frame=frame, aus=targets.samples[position], faces=faces)
+                                     crop=warp_crop(frame.rgb, M, policy.size) if policy else None,
+                                     target=target))
+            yield FrameJob(frame=frame, aus=targets.samples[position], faces=faces, fields=fields)
 
     def generate(jobs: Iterator[FrameJob]) -> Iterator[FrameJob]:
         for group in batched_by(jobs, lambda job: len(job.faces), opts.batch_size):
@@ -296,9 +333,26 @@ def _pass_two(opts: RenderOptions, editor, tracks, targets: FaceTargets, stats: 
     return stages.thread(paste(generated), QUEUE_FRAMES, "composite")
 
 
+def move_faces(rgb: np.ndarray, observed, wanted: list[np.ndarray], targets: FaceTargets,
+               rig) -> tuple[np.ndarray, list]:
+    """The motion stage: every face moved from the actor's AUs to its target on its smoothed
+    mesh (:func:`animator.motion.move.move_face`); returns the frame and the fields applied."""
+    from animator.motion.move import move_face  # noqa: PLC0415
+
+    fields = []
+    for obs, target in zip(observed, wanted):
+        if obs.mesh is None:
+            continue
+        rgb, field_ = move_face(rgb, obs.mesh, targets.actor(obs.frame_index, obs.track_id), target, rig)
+        if field_ is not None:
+            fields.append(field_)
+    return rgb, fields
+
+
 def edit_faces(editor, faces: list[FaceJob]) -> None:
-    """Run the generator on all ``faces`` at once (the editor batches internally)."""
-    if not faces:
+    """Run the generator on all ``faces`` at once (the editor batches internally); without an
+    editor, nothing is painted."""
+    if not faces or editor is None:
         return
     result = editor.edit(np.stack([f.crop for f in faces]), np.stack([f.target for f in faces]))
     for face, attention, color in zip(faces, result.attention, result.color):
@@ -313,6 +367,8 @@ def composite_faces(job: FrameJob, mattes: bool) -> None:
     rgb = job.frame.rgb
     matte = np.zeros(rgb.shape[:2], np.uint8) if mattes else None
     for face in job.faces:
+        if face.attention is None:  # nothing painted (motion alone)
+            continue
         rgb, _ = composite(rgb, face.M, face.attention, face.color)
         if matte is not None:
             np.maximum(matte, attention_matte(matte.shape, face.M, face.attention), out=matte)
@@ -337,9 +393,11 @@ class FrameExport:
     export of any length needs no memory for it.
     """
 
-    def __init__(self, folder: Path, mattes: bool, fps: float | None, source: str, mode: str):
+    def __init__(self, folder: Path, mattes: bool, fps: float | None, source: str, mode: str,
+                 motion: bool = False):
         self.folder = Path(folder)
         self.mattes = mattes
+        self.motion = motion
         self.count = 0
         self._json = open(self.folder / "frames.json", "w", encoding="utf-8")
         head = {"source": source, "fps": round(fps, 6) if fps else None, "mode": mode}
@@ -350,6 +408,9 @@ class FrameExport:
         write_image(self.folder / f"frame_{self.count:06d}.png", job.frame.rgb)
         if self.mattes and job.matte is not None:
             write_image(self.folder / f"matte_{self.count:06d}.png", job.matte)
+        if self.mattes and self.motion:
+            np.save(self.folder / f"motion_{self.count:06d}.npy",
+                    frame_offsets(job.frame.rgb.shape, job.fields).astype(np.float16))
         record = {"index": job.frame.index, "file": f"frame_{self.count:06d}.png",
                   "time": round(job.frame.time, 6), "aus": aus.vector_to_dict(job.aus),
                   "faces": faces if faces is not None else [face_record(f) for f in job.faces]}

@@ -80,7 +80,8 @@ def test_morph_to_png_folder(photo, tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
     assert names == ["frame_000001.png", "frame_000002.png", "frame_000003.png", "frames.json",
-                     "matte_000001.png", "matte_000002.png", "matte_000003.png"]
+                     "matte_000001.png", "matte_000002.png", "matte_000003.png",
+                     "motion_000001.npy", "motion_000002.npy", "motion_000003.npy"]
     frames = json.loads((out / "frames.json").read_text())["frames"]
     assert [f["aus"]["AU12"] for f in frames] == [0.0, 1.5, 3.0]
     assert len(frames[0]["faces"]) == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from animator.cli.options import encode_options, model_options, output_options
+from animator.cli.options import encode_options, model_options, motion_option, output_options
 
 EASINGS = ("linear", "in", "out", "in-out")
 
@@ -25,13 +25,15 @@ EASINGS = ("linear", "in", "out", "in-out")
 @click.option("--ease", type=click.Choice(EASINGS), default="in-out", show_default=True,
               help="Easing of the transition.")
 @click.option("--pingpong", is_flag=True, help="Go back to --from at the end (loops smoothly).")
-@click.option("--mattes", is_flag=True, help="With a folder OUT, also write attention mattes.")
+@click.option("--mattes", is_flag=True,
+              help="With a folder OUT, also write attention mattes (and motion fields, with motion).")
 @model_options
+@motion_option
 @encode_options
 @output_options
 def command(image: Path, source: str, target: str, out: Path, frames: int, fps: float, ease: str,
             pingpong: bool, mattes: bool, checkpoint: Path | None, batch_size: int, device: str,
-            codec: str | None, crf: int, preset: str, overwrite: bool, quiet: bool,
+            motion: str | None, codec: str | None, crf: int, preset: str, overwrite: bool, quiet: bool,
             as_json: bool) -> None:
     """Animate the largest face in IMAGE from the --from expression to the --to expression."""
     from animator.media.encode import EncodeOptions  # noqa: PLC0415
@@ -40,7 +42,7 @@ def command(image: Path, source: str, target: str, out: Path, frames: int, fps: 
     summary = morph(MorphOptions(
         image=image, source=source, target=target, out=out, frames=frames, fps=fps, ease=ease,
         pingpong=pingpong, checkpoint=checkpoint, device=device, batch_size=batch_size,
-        encode=EncodeOptions(codec=codec, crf=crf, preset=preset), mattes=mattes,
+        encode=EncodeOptions(codec=codec, crf=crf, preset=preset), mattes=mattes, motion=motion,
         overwrite=overwrite, quiet=quiet))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

@@ -30,6 +30,14 @@ def landmarks_option(help: str):
                         show_default=True, help=help)
 
 
+motion_option = click.option(
+    "--motion", type=click.Choice(["warp", "warp+generator", "none"]), default=None,
+    help="warp: an AU rig moves the face at full resolution and the opened mouth is painted; "
+         "warp+generator: the generator then paints on the moved face; none: the generator "
+         "alone (the paper's GANimation). Default: the model's config (warp for animator's "
+         "models, none for imported checkpoints).")
+
+
 def model_options(func):
     """--checkpoint, --batch-size, --device (``animator render`` and ``morph``)."""
     func = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from animator.aus import AU_NAMES, canonical_au_name
 from animator.errors import AnimatorError
 from animator.model.generator import Generator, GeneratorConfig
+from animator.motion import MOTION_MODES
 from animator.model.importers import import_state_dict, read_torch_checkpoint
 from animator.outputs import atomic_output, usual_mode
 
@@ -54,6 +55,9 @@ class ModelConfig:
     au_order: tuple[str, ...] = AU_NAMES
     input_normalisation: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_INPUT))
     provenance: dict[str, Any] = field(default_factory=dict)
+    # "warp": the AU rig moves the face before the generator paints (animator.motion);
+    # "none": the generator alone, as the paper (imported checkpoints)
+    motion: str = "warp"
 
     def __post_init__(self) -> None:
         if self.crop_policy is None:
@@ -74,6 +78,8 @@ class ModelConfig:
                                 "\"mean\": [3 numbers], \"std\": [3 numbers > 0]}")
         if not isinstance(self.provenance, dict) or not isinstance(self.crop_policy, dict):
             raise AnimatorError("model config: provenance and crop_policy must be JSON objects")
+        if self.motion not in MOTION_MODES:
+            raise AnimatorError(f"model config: motion {self.motion!r} is not one of {', '.join(MOTION_MODES)}")
 
     def au_indices(self) -> np.ndarray:
         """Indices into animator's AU vector, in the order the generator expects its inputs."""
@@ -83,7 +89,7 @@ class ModelConfig:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
                 "generator": self.generator.to_dict(), "au_order": list(self.au_order),
                 "input_normalisation": self.input_normalisation, "crop_policy": self.crop_policy,
-                "provenance": self.provenance}
+                "provenance": self.provenance, "motion": self.motion}
 
     @classmethod
     def from_json(cls, data: Any, source: str = "config.json") -> ModelConfig:
@@ -97,7 +103,7 @@ class ModelConfig:
             raise AnimatorError(f"{source}: format_version {version!r} is newer than this animator "
                                 f"reads ({FORMAT_VERSION}); upgrade animator")
         unknown = sorted(set(data) - {"format", "format_version", "kind", "generator", "au_order",
-                                      "input_normalisation", "crop_policy", "provenance"})
+                                      "input_normalisation", "crop_policy", "provenance", "motion"})
         if unknown:
             raise AnimatorError(f"{source}: unknown key(s) {', '.join(unknown)}")
         try:
@@ -105,7 +111,7 @@ class ModelConfig:
             return cls(generator=generator, crop_policy=data.get("crop_policy"),
                        au_order=tuple(data.get("au_order", AU_NAMES)),
                        input_normalisation=data.get("input_normalisation", dict(DEFAULT_INPUT)),
-                       provenance=data.get("provenance", {}))
+                       provenance=data.get("provenance", {}), motion=data.get("motion", "warp"))
         except AnimatorError as exc:
             message = str(exc)
             raise AnimatorError(message if message.startswith(source) else f"{source}: {message}") from None
@@ -207,7 +213,7 @@ def load_state(path: str | Path | None) -> tuple[dict[str, torch.Tensor], ModelC
         provenance["source_project"] = imported.project
     crop = dict(IMPORTED_CROP_POLICY) if imported.project else None
     return imported.state, ModelConfig(generator=imported.config, crop_policy=crop,
-                                       provenance=provenance)
+                                       provenance=provenance, motion="none")
 
 
 def _resolve(path: str | Path | None) -> Path:

@@ -1,0 +1,243 @@
+"""Learning the AU rig: within a clip, landmark displacements between frames are explained by
+AU differences.
+
+Every clip is one person; its faces are pose-normalised (:func:`normalise_pose`) and both the
+landmarks and the AU readings are centred on the clip's mean, so identity and the clip's
+average expression drop out and only changes remain. Each landmark coordinate is then a ridge
+regression on the AUs whose FACS region contains the landmark (:data:`SUPPORT`): brows for
+AU01/02/04, lids for AU05/07/45, mouth and chin for AU10-AU26 and so on, so an AU that happens
+to co-occur with another in the data (a smile with a blink) cannot borrow its motion.
+
+The regression is shrunk towards a prior rather than towards zero: for each AU, the smallest
+smooth motion of its region that grows the AU's FACS measure (:func:`geometric_prior`). AUs
+the clips exercise (smiles, jaw, brows, blinks) follow the data; AUs they barely move (AU05,
+AU09, AU23 in the shipped data) keep the prior's direction. Finally each AU's unit is set so
+that the estimator reads the requested change back on resting faces (:func:`calibrate_units`):
+the rig speaks the estimator's 0-5 scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from animator.aus import AU_NAMES, N_AUS
+from animator.estimate import geometry
+from animator.estimate.geometry import MESH
+
+# Regions of the face frame (x towards the subject's left, y down, eye centres at (+-0.5, 0),
+# inter-ocular distance 1; the nose tip is near y 0.6, the mouth corners near (+-0.53, 0.86)
+# and the chin near y 1.7). Each takes the template's x and y arrays and returns a mask.
+Region = Callable[[np.ndarray, np.ndarray], np.ndarray]
+PRIOR_SIGMA = 0.08  # inter-ocular units: how far the prior spreads a measured point's motion
+PRIOR_REACH = 0.02  # inter-ocular units the prior moves its furthest point per unit
+CALIBRATION_REQUEST = 2.0
+CALIBRATION_SCALES = np.geomspace(0.5, 1.5, 7)  # how far (beyond, it looks grotesque)
+SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
+TAPER = 0.12        # ... and over what distance they fade out at their region's border
+
+
+def _mouth_line(x: np.ndarray) -> np.ndarray:
+    """y of the line between the lips: the lip corners at |x| 0.53, y 0.86; 0.97 mid-mouth."""
+    return 0.97 - 0.11 * np.minimum(np.abs(x) / 0.53, 1.0) ** 2
+
+
+REGIONS: dict[str, Region] = {
+    "brows": lambda x, y: y < 0.0,                                  # forehead, brows, upper lids
+    "glabella": lambda x, y: (y < 0.35) & (np.abs(x) < 1.0),        # brows drawn down and in
+    "eyes": lambda x, y: ((np.abs(x) - 0.5) / 0.42) ** 2 + ((y + 0.03) / 0.26) ** 2 < 1,
+    "cheeks": lambda x, y: (y > -0.15) & (y < 0.75) & (np.abs(x) > 0.2),
+    "nose": lambda x, y: (np.abs(x) < 0.6) & (y > -0.3) & (y < 1.0),
+    "upper_lip": lambda x, y: (np.abs(x) < 0.75) & (y > 0.45) & (y < _mouth_line(x) + 0.02),
+    "mouth": lambda x, y: (np.abs(x) < 1.05) & (y > 0.3) & (y < 1.4),    # cheeks, lips, not chin
+    "lip_corners": lambda x, y: (np.abs(x) > 0.2) & (np.abs(x) < 1.05) & (y > 0.55) & (y < 1.45),
+    "lips": lambda x, y: (np.abs(x) < 0.75) & (y > 0.65) & (y < 1.35),
+    "chin": lambda x, y: (np.abs(x) < 0.65) & (y > _mouth_line(x)),
+    "jaw": lambda x, y: y > _mouth_line(x) - 0.04,                  # lower lip, chin, jaw line
+}
+
+SUPPORT: dict[str, tuple[str, ...]] = {
+    "AU01": ("brows",), "AU02": ("brows",), "AU04": ("glabella",),
+    "AU05": ("eyes",), "AU06": ("cheeks", "eyes"), "AU07": ("eyes",),
+    "AU09": ("nose",), "AU10": ("upper_lip",), "AU12": ("mouth",), "AU14": ("mouth",),
+    "AU15": ("lip_corners",), "AU17": ("chin",), "AU20": ("mouth",), "AU23": ("lips",),
+    "AU25": ("lips",), "AU26": ("jaw",), "AU45": ("eyes",),
+}
+
+
+def support_mask(template: np.ndarray) -> np.ndarray:
+    """(17, N) bool: which template landmarks each AU may move."""
+    x, y = np.asarray(template)[:, 0], np.asarray(template)[:, 1]
+    mask = np.zeros((N_AUS, len(x)), dtype=bool)
+    for k, name in enumerate(AU_NAMES):
+        for region in SUPPORT[name]:
+            mask[k] |= REGIONS[region](x, y)
+    return mask
+
+
+@dataclass
+class Clip:
+    """One person's frames: pose-normalised landmarks (N, P, 3) and AU readings (N, 17)."""
+
+    name: str
+    faces: np.ndarray
+    aus: np.ndarray
+    landmarks: np.ndarray | None = None  # (N, 478, 3) frame px, as the estimator reads them
+
+    def resting(self, count: int) -> np.ndarray:
+        """The ``count`` frames' landmarks whose AU readings sum lowest (the most neutral)."""
+        return self.landmarks[np.argsort(self.aus.sum(1))[:count]]
+
+    def centred(self) -> tuple[np.ndarray, np.ndarray]:
+        """Landmark and AU changes about the clip's mean: (N, P*3), (N, 17)."""
+        faces = self.faces.reshape(len(self.faces), -1)
+        return faces - faces.mean(0), self.aus - self.aus.mean(0)
+
+
+def geometric_prior(template: np.ndarray, support: np.ndarray, sigma: float = PRIOR_SIGMA,
+                    step: float = 1e-3) -> np.ndarray:
+    """(17, P, 3): per AU, the smallest smooth motion of its region that grows the AU's FACS
+    measure (:data:`animator.estimate.geometry.MEASURE_NAMES`, one per AU): the measure's
+    gradient on the template (finite differences, restricted to the support, the pose-fitting
+    points left out), spread over neighbouring landmarks with a Gaussian of ``sigma``
+    inter-ocular units so regions move as a whole, scaled to move no point more than
+    ``PRIOR_REACH`` per unit. Directions only: :func:`calibrate_units` sets the scale."""
+    template = np.asarray(template, dtype=np.float64)
+    n = template.size
+    shifted = np.repeat(template[None], 2 * n, axis=0).reshape(2 * n, -1)
+    shifted[np.arange(n), np.arange(n)] += step
+    shifted[n + np.arange(n), np.arange(n)] -= step
+    measures = geometry.measures(shifted.reshape(2 * n, *template.shape), template)
+    gradient = ((measures[:n] - measures[n:]) / (2 * step)).T.reshape(N_AUS, *template.shape)
+    distance2 = ((template[:, None, :2] - template[None, :, :2]) ** 2).sum(-1)
+    kernel = np.exp(-0.5 * distance2 / sigma ** 2)
+    movable = support.copy()
+    movable[:, list(MESH.stable)] = False
+    prior = np.zeros_like(gradient)
+    for k in range(N_AUS):
+        g = np.where(movable[k][:, None], np.nan_to_num(gradient[k]), 0.0)
+        spread = np.where(support[k][:, None], kernel @ g, 0.0)
+        reach = np.linalg.norm(spread, axis=1).max()
+        if reach > 0:
+            prior[k] = spread * PRIOR_REACH / reach
+    return prior
+
+
+def calibrate_units(basis: np.ndarray, faces: np.ndarray, estimator, request: float = CALIBRATION_REQUEST,
+                    scales: np.ndarray = CALIBRATION_SCALES) -> np.ndarray:
+    """(17,) factors that put each AU's moves in the estimator's units: applied to resting
+    ``faces`` (N, 478, 3 frame px), ``request`` units of the scaled basis read back as about
+    ``request`` more (the median over faces, the factor searched in ``scales``). AUs the
+    estimator does not report, or that no factor moves, keep factor 1."""
+    from animator.motion.rig import AURig  # noqa: PLC0415
+
+    before = estimator.estimate(faces)
+    factors = np.ones(N_AUS)
+    for k, name in enumerate(AU_NAMES):
+        if estimator.rules[name].au_map is None or not np.any(basis[k]):
+            continue
+        gains = []
+        for scale in scales:
+            single = np.zeros_like(basis)
+            single[k] = basis[k] * scale
+            rig = AURig(estimator.template, single)
+            moved = faces.copy()
+            delta = np.zeros(N_AUS)
+            delta[k] = request
+            for i, face in enumerate(faces):
+                moved[i, : len(estimator.template)] = rig.displace(face, delta)
+            gains.append(float(np.median(estimator.estimate(moved)[:, k] - before[:, k])))
+        reaching = [s for s, g in zip(scales, gains) if g >= request]
+        factors[k] = min(reaching) if reaching else scales[int(np.argmax(gains))] if max(gains) > 0 else 1.0
+    return factors
+
+
+def fit_basis(clips: Sequence[Clip], support: np.ndarray, ridge: float,
+              prior: np.ndarray | None = None) -> np.ndarray:
+    """(17, P, 3) displacement per unit of each AU. ``ridge`` is added to every AU's variance
+    (intensity units squared, per frame), shrinking AUs the data barely moves towards ``prior``
+    (zero if None)."""
+    pairs = [clip.centred() for clip in clips]
+    X = np.concatenate([p[0] for p in pairs])
+    A = np.concatenate([p[1] for p in pairs]).astype(np.float64)
+    gram, cross = A.T @ A, A.T @ X                     # (17, 17), (17, P*3)
+    n_points = support.shape[1]
+    cross = cross.reshape(N_AUS, n_points, 3)
+    basis = np.zeros((N_AUS, n_points, 3))
+    penalty = ridge * len(A)
+    pull = penalty * (prior if prior is not None else np.zeros_like(basis))
+    for p in range(n_points):
+        active = np.flatnonzero(support[:, p])
+        if active.size == 0:
+            continue
+        system = gram[np.ix_(active, active)] + penalty * np.eye(active.size)
+        basis[active, p] = np.linalg.solve(system, cross[active, p] + pull[active, p])
+    return basis
+
+
+def explained(clip: Clip, basis: np.ndarray, where: np.ndarray) -> float:
+    """Fraction of the clip's landmark motion (at points ``where``) the basis predicts from its
+    AU changes: 1 - residual / total sum of squares."""
+    X, A = clip.centred()
+    X = X.reshape(len(X), -1, 3)[:, where]
+    predicted = np.tensordot(A, basis[:, where], axes=1)
+    total = float((X ** 2).sum())
+    return 1.0 - float(((X - predicted) ** 2).sum()) / total if total > 0 else 0.0
+
+
+def mirror_index(template: np.ndarray) -> np.ndarray:
+    """(P,) for each landmark, its mirror image across the face's midline (the nearest
+    landmark to (-x, y, z))."""
+    template = np.asarray(template, dtype=np.float64)
+    flipped = template * (-1.0, 1.0, 1.0)
+    return ((flipped[:, None] - template[None]) ** 2).sum(-1).argmin(1)
+
+
+def symmetrise(basis: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """The bilateral part of a (17, P, 3) basis: each point's move averaged with its mirror
+    point's, x flipped (the AUs are controls for both sides of the face; clips of turned heads
+    would otherwise leave a one-sided smile)."""
+    return (basis + basis[:, mirror] * (-1.0, 1.0, 1.0)) / 2
+
+
+def smooth(basis: np.ndarray, template: np.ndarray, support: np.ndarray,
+           sigma: float = SMOOTH_SIGMA, taper: float = TAPER) -> np.ndarray:
+    """Each AU's moves averaged over neighbouring landmarks of its support (Gaussian weights,
+    ``sigma`` inter-ocular units), then faded to zero over ``taper`` towards the support's
+    border: per-landmark regression noise and a hard border would make contours wavy."""
+    template = np.asarray(template, dtype=np.float64)
+    distance = np.sqrt(((template[:, None, :2] - template[None, :, :2]) ** 2).sum(-1))
+    kernel = np.exp(-0.5 * (distance / sigma) ** 2)
+    out = np.zeros_like(basis)
+    for k in range(len(basis)):
+        if not support[k].any():
+            continue
+        weights = kernel * support[k][None, :]
+        total = weights.sum(1, keepdims=True)
+        averaged = weights @ basis[k] / np.maximum(total, 1e-12)
+        outside = distance[:, ~support[k]].min(1) if (~support[k]).any() else np.full(len(template), np.inf)
+        t = np.clip(outside / taper, 0.0, 1.0)
+        out[k] = np.where(support[k][:, None], averaged * (t * t * (3 - 2 * t))[:, None], 0.0)
+    return out
+
+
+def fit_rig_basis(clips: Sequence[Clip], template: np.ndarray, support: np.ndarray, ridge: float,
+                  prior: np.ndarray | None = None) -> np.ndarray:
+    """The rig's basis on ``template``'s landmarks: :func:`fit_basis`, :func:`symmetrise`,
+    :func:`smooth`."""
+    basis = symmetrise(fit_basis(clips, support, ridge, prior), mirror_index(template))
+    return smooth(basis, template, support)
+
+
+def leave_one_out(clips: Sequence[Clip], template: np.ndarray, support: np.ndarray, ridge: float,
+                  prior: np.ndarray | None = None) -> dict[str, float]:
+    """Per held-out clip, the fraction of its landmark motion (points any AU may move) that a
+    rig fitted (:func:`fit_rig_basis`) on the other clips explains."""
+    where = support.any(0)
+    scores = {}
+    for i, held in enumerate(clips):
+        basis = fit_rig_basis([c for j, c in enumerate(clips) if j != i], template, support, ridge, prior)
+        scores[held.name] = explained(held, basis, where)
+    return scores

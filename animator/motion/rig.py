@@ -1,0 +1,129 @@
+"""The AU rig: how far each face-mesh landmark moves per unit of each Action Unit.
+
+A rig is a (17, 468, 3) displacement basis in the pose-normalised face frame of
+:func:`animator.estimate.geometry.normalise_pose` (inter-ocular distance 1, x towards the
+subject's left, y down), so it turns and scales with the head: a face's target landmarks are
+
+    target = mesh + R^T (sum_k delta_k * basis_k) / s
+
+where (s, R) is the similarity that puts the mesh into that frame, fitted on the points
+expressions barely move. Each AU moves only the region FACS says it moves (its ``support``);
+the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
+``animator/assets/au_rig.json`` with its provenance.
+
+Lids and lips are contours that meet but never cross: after the displacement an upper lid
+that would pass its lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that would
+pass each other meet in the middle (a closing mouth stays closed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from animator.aus import AU_NAMES, N_AUS
+from animator.errors import AnimatorError
+from animator.estimate.geometry import MESH, umeyama
+
+RIG_PATH = Path(__file__).resolve().parents[1] / "assets" / "au_rig.json"
+RIG_FORMAT = "animator-au-rig/1"
+N_POINTS = MESH.n_points
+
+# Upper/lower contour pairs (same position along the contour), MediaPipe mesh numbering.
+UPPER_LIDS = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
+LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 382))
+# a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
+CLOSED_LID_GAP = 0.012
+UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+
+
+@dataclass
+class AURig:
+    """Per-AU landmark displacements per unit of intensity, in the template's face frame."""
+
+    template: np.ndarray                 # (468, 3) neutral face, inter-ocular units
+    basis: np.ndarray                    # (17, 468, 3) displacement per unit of each AU
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.template = np.asarray(self.template, dtype=np.float64).reshape(N_POINTS, 3)
+        self.basis = np.asarray(self.basis, dtype=np.float64).reshape(N_AUS, N_POINTS, 3)
+        if not (np.isfinite(self.template).all() and np.isfinite(self.basis).all()):
+            raise AnimatorError("AU rig: template and basis must be finite")
+
+    @classmethod
+    def default(cls) -> AURig:
+        """The rig shipped with the package."""
+        return cls.from_file(RIG_PATH)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AURig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise AnimatorError(f"{path}: no such AU rig file") from None
+        except json.JSONDecodeError as exc:
+            raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "AU rig") -> AURig:
+        """Read the JSON form (:meth:`to_dict`): per AU, its support points and their moves."""
+        if not isinstance(data, dict) or data.get("format") != RIG_FORMAT:
+            raise AnimatorError(f"{source}: not an AU rig (format {RIG_FORMAT!r} expected)")
+        try:
+            template = np.asarray(data["template"], dtype=np.float64)
+            basis = np.zeros((N_AUS, N_POINTS, 3))
+            for k, name in enumerate(AU_NAMES):
+                entry = data["aus"][name]
+                points = np.asarray(entry["points"], dtype=np.int64)
+                basis[k, points] = np.asarray(entry["displacement"], dtype=np.float64).reshape(-1, 3)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise AnimatorError(f"{source}: malformed AU rig ({exc!r})") from None
+        if template.shape != (N_POINTS, 3):
+            raise AnimatorError(f"{source}: template must be {N_POINTS} x 3, got {template.shape}")
+        return cls(template, basis, data.get("provenance", {}))
+
+    def to_dict(self, decimals: int = 5) -> dict:
+        aus = {}
+        for k, name in enumerate(AU_NAMES):
+            points = np.flatnonzero(np.abs(self.basis[k]).sum(1) > 0)
+            aus[name] = {"points": points.tolist(),
+                         "displacement": np.round(self.basis[k, points], decimals).tolist()}
+        return {"format": RIG_FORMAT, "provenance": self.provenance,
+                "template": np.round(self.template, decimals).tolist(), "aus": aus}
+
+    def offsets(self, delta: np.ndarray) -> np.ndarray:
+        """(17,) AU change -> (468, 3) displacements in the face frame."""
+        delta = np.asarray(delta, dtype=np.float64).reshape(N_AUS)
+        return np.tensordot(delta, self.basis, axes=1)
+
+    def displace(self, mesh: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Move one face's mesh (N >= 468, 3 in frame pixels) by the AU change ``delta``;
+        returns the target mesh (468, 3) in frame pixels. Extra points (irises) are ignored."""
+        mesh = np.asarray(mesh, dtype=np.float64)[:N_POINTS]
+        stable = list(MESH.stable)
+        scale, rotation, shift = umeyama(mesh[stable], self.template[stable])
+        face = scale * mesh @ rotation.T + shift
+        moved = keep_contours_apart(face + self.offsets(delta))
+        return mesh + (moved - face) @ rotation / scale
+
+
+def keep_contours_apart(face: np.ndarray) -> np.ndarray:
+    """A copy of ``face`` (468, 3, face frame, y down) with upper lids stopped on their lower
+    lids and crossed inner lips meeting halfway."""
+    out = face.copy()
+    for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
+        up, low = list(upper), list(lower)
+        out[up, 1] = np.minimum(out[up, 1], out[low, 1] - CLOSED_LID_GAP)
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    crossed = out[up, 1] > out[low, 1]
+    middle = (out[up, 1] + out[low, 1]) / 2
+    out[up, 1] = np.where(crossed, middle, out[up, 1])
+    out[low, 1] = np.where(crossed, middle, out[low, 1])
+    return out

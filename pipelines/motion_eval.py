@@ -1,0 +1,161 @@
+"""Does an edit read back as what was asked? ``--motion warp`` against ``none`` on real photos.
+
+    python -m pipelines.motion_eval --utkface TAR [--faces 40] [--sheet SHEET.jpg] [--extra IMG...]
+
+Faces: UTKFace photos (none of them was used to fit the rig, so all are held out), drawn in a
+fixed order, upscaled 2x and padded so the detector sees a whole head, and kept when they are
+near neutral (each tested AU reads below 1). For every face and every tested AU, the face is
+edited to its own AUs with that one AU set to 4 (``animator morph``'s path: the largest face,
+the shipped generator, pasted back at full resolution), then the edited photo is read again by
+the estimator. Prints JSON: per AU and motion mode, the fraction of faces reading >= 2 and the
+median reading. ``--sheet`` writes a contact sheet: faces x presets, each as today's edit
+(motion none) and the new one (warp). ``--extra`` adds photos (e.g. frames of clips) to the
+sheet only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from animator.aus import AU_NAMES, parse_target
+from animator.errors import AnimatorError
+from animator.media.images import read_image, write_image
+
+TESTED = ("AU01", "AU02", "AU04", "AU05", "AU12", "AU26", "AU45")
+REQUEST = 4.0
+READS_AS = 2.0
+SHEET_TARGETS = ("happy", "surprise", "anger", "blink", "AU26=4")
+SHEET_FACES = 6
+TILE = 176
+
+
+def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator) -> list[tuple[str, np.ndarray]]:
+    """Up to ``limit`` near-neutral UTKFace photos, upscaled and padded, in a fixed order."""
+    tested = [AU_NAMES.index(n) for n in TESTED]
+    kept = []
+    with tarfile.open(tar_path) as tar:
+        members = sorted((m for m in tar.getmembers() if m.name.endswith(".jpg")), key=lambda m: m.name)
+        for member in members[:: max(1, len(members) // (limit * 6))]:
+            data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
+            image = prepare_photo(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            reading = read_aus(image, detector, landmarker, estimator)
+            if reading is not None and reading[tested].max() < 1.0:
+                kept.append((Path(member.name).name.split(".")[0], image))
+            if len(kept) == limit:
+                break
+    return kept
+
+
+def prepare_photo(rgb: np.ndarray) -> np.ndarray:
+    """A tight face crop upscaled 2x and padded by its edge pixels, so a whole head is in view."""
+    big = cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    pad = big.shape[0] // 5
+    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | None:
+    detections = detector.detect(rgb)
+    if not detections:
+        return None
+    return estimator.estimate(landmarker.landmarks(rgb, detections[0]))
+
+
+def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
+    """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame
+    (without an ``editor``, the generator does not run; without a ``rig``, nothing moves)."""
+    from pipelines.morph import edit_frames, find_face  # noqa: PLC0415
+
+    face = find_face(image, editor.crop_policy if editor else None, Path("photo"))
+    jobs = edit_frames(image, face, targets, editor, rig, Fraction(1), 16, False)
+    return [job.frame.rgb for job in jobs]
+
+
+def face_tile(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.62 * max(x1 - x0, y1 - y0)
+    M = np.array([[TILE / (2 * half), 0, TILE / 2 - cx * TILE / (2 * half)],
+                  [0, TILE / (2 * half), TILE / 2 - cy * TILE / (2 * half)]])
+    return cv2.warpAffine(rgb, M, (TILE, TILE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def contact_sheet(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
+    header = np.full((22, TILE * len(labels), 3), 255, np.uint8)
+    for i, label in enumerate(labels):
+        cv2.putText(header, label, (i * TILE + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.vstack([header] + [np.hstack(row) for row in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utkface", type=Path, required=True, help="UTKFace-aligned-200.tar")
+    parser.add_argument("--faces", type=int, default=40)
+    parser.add_argument("--sheet", type=Path, help="Write a contact sheet (faces x presets) here.")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[], help="More photos for the sheet.")
+    parser.add_argument("--checkpoint", type=Path)
+    args = parser.parse_args(argv)
+    from animator.estimate import AUEstimator  # noqa: PLC0415
+    from animator.faces.detect import FaceDetector  # noqa: PLC0415
+    from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
+    from animator.motion.rig import AURig  # noqa: PLC0415
+    from pipelines.render import _load_editor  # noqa: PLC0415
+
+    try:
+        detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
+        editor = _load_editor(args.checkpoint, "cpu", 16)
+        rig = AURig.default()
+        # --motion mode -> (editor, rig)
+        modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
+        faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
+        readings = {mode: {au: [] for au in TESTED} for mode in modes}
+        for _, image in faces:
+            base = read_aus(image, detector, landmarker, estimator)
+            targets = np.repeat(base[None], len(TESTED), axis=0)
+            for i, au in enumerate(TESTED):
+                targets[i, AU_NAMES.index(au)] = REQUEST
+            for mode, (mode_editor, mode_rig) in modes.items():
+                for au, edited in zip(TESTED, edit(image, targets, mode_editor, mode_rig)):
+                    got = read_aus(edited, detector, landmarker, estimator)
+                    readings[mode][au].append(float(got[AU_NAMES.index(au)]) if got is not None else 0.0)
+        report = {"faces": len(faces), "request": REQUEST, "reads_as": READS_AS,
+                  "source": str(args.utkface.name), "per_au": {
+                      mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
+                                  "median": round(float(np.median(v)), 2)} for au, v in per.items()}
+                      for mode, per in readings.items()}}
+        if args.sheet:
+            write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
+                        modes, detector)
+    except AnimatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def write_sheet(path: Path, faces: list[tuple[str, np.ndarray]], modes: dict, detector) -> None:
+    targets = np.stack([parse_target(t) for t in SHEET_TARGETS])
+    labels = ["input"] + [f"{t} {mode}" for t in SHEET_TARGETS for mode in modes]
+    rows = []
+    for _, image in faces:
+        detections = detector.detect(image)
+        if not detections:
+            continue
+        box = detections[0].box
+        edits = {mode: edit(image, targets, *pair) for mode, pair in modes.items()}
+        row = [face_tile(image, box)]
+        for i in range(len(SHEET_TARGETS)):
+            row += [face_tile(edits[mode][i], box) for mode in modes]
+        rows.append(row)
+    write_image(path, contact_sheet(rows, labels))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
