@@ -7,8 +7,9 @@ then merged into one GANimation-layout set with what motion training needs:
 - ``landmarks.npz``: per face, a fixed subset of the face-mesh points in crop pixels (farthest
   point sampling of the mean shape: even cover of brows, lids, mouth and jaw, small enough to
   travel), read on the 128 px crop (upscaled 2x) as the evaluation does;
-- ``motion_rig.npz``: per-AU displacement of those points, fitted on the training faces
-  (animator.train.motion.fit_linear_rig), for ``animator train --motion rig``;
+- ``motion_rig.npz``: the renderer's AU rig (animator/assets/au_rig.json) as per-AU crop-pixel
+  displacements of those points on the training faces' mean shape
+  (animator.train.motion.rig_in_crop), for ``animator train --motion rig``;
 - ``label_distribution.json`` / ``.png``: per AU, the label distribution as stored and as drawn
   by ``--balance`` (animator.train.balance).
 
@@ -32,12 +33,14 @@ import numpy as np
 from animator import __version__
 from animator.aus import AU_NAMES
 from animator.errors import AnimatorError
+from animator.estimate.geometry import MESH
+from animator.motion.rig import AURig
 from animator.outputs import atomic_output
 from animator.progress import progress
 from animator.train.balance import balance_weights, label_distribution
 from animator.train.data import (AUS_FILE, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN_IDS, image_file,
                                  read_aus, read_ids, write_aus, write_ids)
-from animator.train.motion import LANDMARKS_FILE, RIG_FILE, fit_linear_rig, save_landmarks, save_rig
+from animator.train.motion import LANDMARKS_FILE, RIG_FILE, rig_in_crop, save_landmarks, save_rig
 
 WORK = ".work"
 DISTRIBUTION = "label_distribution"
@@ -161,7 +164,7 @@ def _merge(work: Path, out: Path, options: BuildOptions) -> dict:
 
 
 def _crop_landmarks(out: Path, names: list[str], quiet: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(N,P,2) landmarks on each stored crop (NaN where none) and (N,) whether a face was found."""
+    """(N,K,3) landmarks on each stored crop (NaN where none) and (N,) whether a face was found."""
     from animator.media.images import read_image
     from pipelines.evaluate import AUReader
 
@@ -176,7 +179,7 @@ def _crop_landmarks(out: Path, names: list[str], quiet: bool) -> tuple[np.ndarra
     if not found.any():
         raise AnimatorError(f"{out}: the landmarker found no face in any stored crop")
     shape = next(m for m in meshes if m is not None).shape
-    points = np.stack([m[:, :2] if m is not None else np.full((shape[0], 2), np.nan) for m in meshes])
+    points = np.stack([m if m is not None else np.full(shape, np.nan) for m in meshes])
     return points.astype(np.float32), found
 
 
@@ -191,10 +194,13 @@ def _finish(out: Path, faces: dict, landmarks: np.ndarray, found: np.ndarray, ma
     train = [n for n in names if n not in faces["test"]]
     test = [n for n in names if n in faces["test"]]
     train_rows = np.array([n not in faces["test"] for n in names])
-    indices = farthest_points(landmarks[train_rows].mean(0), options.points)
-    subset = landmarks[:, indices]
+    rig_model = AURig.default()
+    mean_face = landmarks[train_rows].mean(0)
+    rigged = rig_model.template.shape[0]  # points the rig moves (the mesh, not the irises)
+    indices = farthest_points(mean_face[:rigged, :2], options.points)
+    subset = landmarks[:, indices, :2]
     train_aus = np.stack([labels[n] for n in train])
-    rig = fit_linear_rig(subset[train_rows], train_aus)
+    rig = rig_in_crop(rig_model.basis, rig_model.template, mean_face, list(MESH.stable), indices)
     weights = balance_weights(train_aus)
     first = next(iter(made.values()))
     distribution = {
@@ -215,8 +221,8 @@ def _finish(out: Path, faces: dict, landmarks: np.ndarray, found: np.ndarray, ma
             save_landmarks(handle, names, subset, indices)
     with atomic_output(out / RIG_FILE, overwrite=True) as tmp:
         with tmp.open("wb") as handle:
-            save_rig(handle, rig, int(first["size"]), "fit_linear_rig on the training faces' crop "
-                     "landmarks and estimator labels (pipelines.build_trainset)")
+            save_rig(handle, rig, int(first["size"]), "animator/assets/au_rig.json on the training "
+                     "faces' mean crop shape (pipelines.build_trainset)")
     with atomic_output(out / f"{DISTRIBUTION}.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(distribution, indent=1) + "\n")
     plot_distribution(distribution, out / f"{DISTRIBUTION}.png")
@@ -234,7 +240,8 @@ def _finish(out: Path, faces: dict, landmarks: np.ndarray, found: np.ndarray, ma
         "no_crop_landmarks": int((~found).sum()),
         "landmarks": {"file": LANDMARKS_FILE, "points": len(indices), "of": landmarks.shape[1],
                       "chosen_by": "farthest point sampling of the training faces' mean shape"},
-        "rig": RIG_FILE,
+        "rig": {"file": RIG_FILE, "from": "animator/assets/au_rig.json",
+                "provenance": rig_model.provenance},
         "counts": {"train": len(train), "test": len(test), "total": len(names)},
         "size_bytes": _folder_bytes(out),
     }

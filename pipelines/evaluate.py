@@ -41,6 +41,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from animator import __version__
 from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
@@ -229,17 +230,33 @@ class Edits:
 
     def edit(self, crops: np.ndarray, targets: np.ndarray, sources: np.ndarray,
              landmarks: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
-        """(the editor's EditResult, the landmarks moved by the warp or None)."""
+        """(the editor's EditResult, the landmark moves of the warp, or None without a rig)."""
         if self.rig is None:
             return self.editor.edit(crops, targets), None
-        import torch
-
         with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-            warped, moved = self.rig(x, torch.from_numpy(landmarks).float(),
+            warped, moves = self.rig(_tensor(crops), torch.from_numpy(landmarks).float(),
                                      torch.from_numpy(sources).float(), torch.from_numpy(targets).float())
-        warped = warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return self.editor.edit(warped, targets), moved.numpy()
+        return self.editor.edit(_uint8(warped), targets), moves.numpy()
+
+    def back(self, edited: np.ndarray, sources: np.ndarray, landmarks: np.ndarray | None,
+             moves: np.ndarray | None) -> Any:
+        """The cycle's second edit: the edited face moved back by ``-moves`` from the moved
+        landmarks (as motion training does), then asked for its ``sources``."""
+        if self.rig is None:
+            return self.editor.edit(edited, sources)
+        with torch.no_grad():
+            moves_t = torch.from_numpy(moves)
+            returned = self.rig.apply(_tensor(edited), torch.from_numpy(landmarks).float() + moves_t, -moves_t)
+        return self.editor.edit(_uint8(returned), sources)
+
+
+def _tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float (N,3,H,W) on 0-255."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return images.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 # ---------------------------------------------------------------- metrics (pure)
@@ -329,8 +346,8 @@ def measure_set(edits: Edits, reader: AUReader, held: HeldOut, inputs: Readings,
         part = slice(start, min(start + CHUNK, n))
         crops = held.crops[part]
         points = None if held.landmarks is None else held.landmarks[part]
-        edited, moved = edits.edit(crops, result.targets[part], held.labels[part], points)
-        back, _ = edits.edit(edited.output, held.labels[part], result.targets[part], moved)
+        edited, moves = edits.edit(crops, result.targets[part], held.labels[part], points)
+        back = edits.back(edited.output, held.labels[part], points, moves)
         read = reader.read(edited.output)
         result.estimated[part], result.found[part] = read.aus, read.found
         if identity is not None:

@@ -22,7 +22,7 @@ from animator.train.data import (epoch_order, flip_where, sample_targets, to_net
                                  write_ids)
 from animator.train.loop import RunControl, Trainer, train
 from animator.train.motion import (LANDMARKS_FILE, RIG_FILE, LinearRig, dense_displacement,
-                                   fit_linear_rig, load_landmarks, load_rig, mirror_field,
+                                   load_landmarks, load_rig, mirror_field, rig_in_crop,
                                    save_landmarks, save_rig, warp_images)
 
 SIZE = 32
@@ -32,18 +32,21 @@ TINY = dict(image_size=SIZE, g_conv_dim=8, g_repeat_num=1, d_conv_dim=8, d_repea
 
 # ---------------------------------------------------------------- rig and warp
 
-def test_fit_linear_rig_recovers_a_planted_rig():
+def test_rig_in_crop_turns_face_frame_moves_into_crop_pixels():
     rng = np.random.default_rng(0)
-    rig = rng.normal(0, 1, (N_AUS, 6, 2))
-    rig[9] = 0  # an AU that never moves in the data
-    aus = rng.uniform(0, 5, (400, N_AUS))
-    aus[:, 9] = 1.0
-    mean = rng.uniform(0, 32, (6, 2))
-    landmarks = mean + np.einsum("na,apc->npc", aus, rig) + rng.normal(0, 0.01, (400, 6, 2))
-    fitted = fit_linear_rig(landmarks, aus, ridge=1e-3)
-    assert fitted.shape == (N_AUS, 6, 2)
-    np.testing.assert_allclose(fitted, rig, atol=0.01)
-    assert not fitted[9].any()
+    template = rng.normal(0, 1, (468, 3))
+    basis = np.zeros((N_AUS, 468, 3))
+    basis[AU_NAMES.index("AU26"), :, 1] = 0.1  # the whole face 0.1 template units down per unit
+    angle, scale = 0.2, 40.0  # the crop shows the template turned and 40x larger
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    crop_face = template @ (scale * rotation).T + np.array([64.0, 60.0, 0.0])
+    crop_face = np.vstack([crop_face, np.zeros((10, 3))])  # irises: not rigged
+    indices = np.array([3, 100, 400])
+    rig = rig_in_crop(basis, template, crop_face, list(range(0, 468, 7)), indices)
+    assert rig.shape == (N_AUS, 3, 2)
+    expected = (np.array([0.0, 0.1, 0.0]) * scale) @ rotation.T  # the move seen in the crop
+    np.testing.assert_allclose(rig[AU_NAMES.index("AU26")], np.tile(expected[:2], (3, 1)), atol=1e-6)
+    assert not rig[AU_NAMES.index("AU12")].any()
 
 
 def test_zero_field_is_the_identity_and_a_shift_moves_content():
@@ -77,13 +80,17 @@ def test_linear_rig_moves_landmarks_by_the_au_difference_and_back():
     landmarks = torch.tensor([[[16.0, 20.0]]])
     source, target = torch.zeros(1, N_AUS), torch.zeros(1, N_AUS)
     target[0, AU_NAMES.index("AU26")] = 2.0
-    warped, moved = rig(image, landmarks, source, target)
-    torch.testing.assert_close(moved, torch.tensor([[[16.0, 23.0]]]))
+    warped, moves = rig(image, landmarks, source, target)
+    torch.testing.assert_close(moves, torch.tensor([[[0.0, 3.0]]]))
     column = warped[0, 0, :, 16]
     assert 21 <= int(column.argmax()) <= 23  # the blob went down with its landmark
-    back, returned = rig(warped, moved, target, source)
-    torch.testing.assert_close(returned, landmarks)
+    back = rig.apply(warped, landmarks + moves, -moves)
     assert int(back[0, 0, :, 16].argmax()) in (19, 20, 21)
+    # motion only adds: a target below the source moves nothing (the generator paints it)
+    _, none = rig(image, landmarks, target, source)
+    assert not none.any()
+    _, both_ways = LinearRig(displacement, SIZE, only_adds=False)(image, landmarks, target, source)
+    torch.testing.assert_close(both_ways, -moves)
 
 
 def test_rig_and_landmark_files_round_trip(tmp_path):

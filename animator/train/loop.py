@@ -208,8 +208,8 @@ class Trainer:
                flip: torch.Tensor | None, landmarks: torch.Tensor | None = None):
         """(real faces, what the generator sees, the cycle's way back or None), all mirrored
         where ``flip``. Motion mode warps the unmirrored face with its own landmarks towards
-        ``target``; the way back un-mirrors a generated face, warps it from the moved
-        landmarks back to the source AUs and mirrors it again."""
+        ``target``; the way back un-mirrors a generated face, moves it back from the moved
+        landmarks by the opposite moves and mirrors it again."""
         if self.warp is None:
             real = self._layout(to_network(images, flip))
             return real, real, None
@@ -217,10 +217,10 @@ class Trainer:
             raise AnimatorError("motion mode needs the crop landmarks of every face")
         face = to_network(images)
         with torch.no_grad():
-            warped, moved = self.warp(face, landmarks, source_aus, target)
+            warped, moves = self.warp(face, landmarks, source_aus, target)
 
         def back(fake: torch.Tensor) -> torch.Tensor:
-            returned, _ = self.warp(flip_where(fake, flip), moved, target, source_aus)
+            returned = self.warp.apply(flip_where(fake, flip), landmarks + moves, -moves)
             return self._layout(flip_where(returned, flip))
 
         return self._layout(flip_where(face, flip)), self._layout(flip_where(warped, flip)), back

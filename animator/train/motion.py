@@ -1,25 +1,29 @@
 """Motion training mode: the generator learns on what the renderer feeds it, the source crop
-warped by an AU rig towards the target AUs, and the cycle comes back the same way.
+warped by the AU rig towards the target AUs, and the cycle comes back the same way.
 
-The training loop only needs one function, :data:`WarpBatch`::
+The training loop needs one object, :class:`WarpBatch`::
 
     warp(crops (B,3,H,W), landmarks (B,P,2) crop pixels, source (B,17), target (B,17))
-        -> (warped crops (B,3,H,W), moved landmarks (B,P,2))
+        -> (warped crops, landmark moves (B,P,2))
+    warp.apply(crops, landmarks, moves) -> crops moved by ``moves``
 
-differentiable in ``crops`` (the cycle warps the generated face back). :class:`LinearRig` is
-one such function: per-AU landmark displacements fitted on the training set
-(:func:`fit_linear_rig`), spread into a dense field by normalised Gaussian weights on a coarse
-grid and applied with ``grid_sample``. Any motion stage with the same signature (the
-renderer's rig) can replace it.
+both differentiable in ``crops`` (the cycle warps the generated face back with ``-moves``
+from the moved landmarks). :class:`LinearRig` is one: the renderer's AU rig
+(animator.motion.rig, shipped in animator/assets/au_rig.json) expressed in crop pixels for
+the set's mean aligned face (:func:`rig_in_crop`), applied as the renderer does ("motion only
+adds": an AU is moved only as far as the target exceeds the source), with the landmark moves
+spread into a dense field by Gaussian weights on a coarse grid and applied with
+``grid_sample`` on the GPU. What it leaves out of the render-time stage: per-face head pose
+(crops are aligned, so one similarity serves all), the lid and lip contour clamps and the
+mouth-cavity fill.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
@@ -28,30 +32,34 @@ import torch.nn.functional as F
 from animator.aus import N_AUS
 from animator.errors import AnimatorError
 
-WarpBatch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-                     tuple[torch.Tensor, torch.Tensor]]
+
+class WarpBatch(Protocol):
+    def __call__(self, crops: torch.Tensor, landmarks: torch.Tensor, source: torch.Tensor,
+                 target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def apply(self, crops: torch.Tensor, landmarks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor: ...
+
 
 RIG_FILE = "motion_rig.npz"
 LANDMARKS_FILE = "landmarks.npz"
 
 
-# ---------------------------------------------------------------- fitting (pure)
+# ---------------------------------------------------------------- the rig in crop pixels (pure)
 
-def fit_linear_rig(landmarks: np.ndarray, aus: np.ndarray, ridge: float = 1.0) -> np.ndarray:
-    """Per-AU landmark displacement (17, P, 2), crop pixels per AU unit, by ridge regression of
-    the landmarks on the AU labels (both centred): landmarks ~ mean + aus @ rig.
+def rig_in_crop(basis: np.ndarray, template: np.ndarray, mean_face: np.ndarray,
+                stable: list[int], indices: np.ndarray) -> np.ndarray:
+    """(17, P, 2) crop-pixel displacement per AU unit of the points ``indices`` for a face
+    whose landmarks are ``mean_face`` (K >= 468, 3) in crop pixels.
 
-    Constant AUs (never seen moving) get zero displacement."""
-    x = np.asarray(aus, np.float64)
-    y = np.asarray(landmarks, np.float64).reshape(len(x), -1)
-    if len(x) < 2:
-        raise AnimatorError("fitting a rig needs at least two labelled faces")
-    x = x - x.mean(0)
-    y = y - y.mean(0)
-    gram = x.T @ x + ridge * np.eye(x.shape[1])
-    rig = np.linalg.solve(gram, x.T @ y)
-    rig[x.std(0) < 1e-6] = 0.0
-    return rig.reshape(N_AUS, -1, 2).astype(np.float32)
+    ``basis`` (17, 468, 3) is in the template's face frame (animator.motion.rig.AURig); as
+    AURig.displace does, a face-frame move d is d R / s in the crop, with (s, R) the
+    similarity that puts the face onto the template on its ``stable`` points."""
+    from animator.estimate.geometry import umeyama
+
+    face = np.asarray(mean_face, np.float64)[: basis.shape[1]]
+    scale, rotation, _ = umeyama(face[stable], np.asarray(template, np.float64)[stable])
+    in_crop = np.asarray(basis, np.float64) @ rotation / scale
+    return in_crop[:, indices, :2].astype(np.float32)
 
 
 def mirror_field(field: torch.Tensor) -> torch.Tensor:
@@ -94,27 +102,34 @@ def warp_images(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LinearRig:
-    """Landmarks move by (target - source) @ displacement; the crop follows them."""
+    """Landmarks move by max(target - source, 0) @ displacement (``only_adds``, as the
+    renderer's motion stage) or by (target - source) @ displacement; the crop follows them."""
 
     displacement: torch.Tensor  # (17, P, 2) crop pixels per AU unit at ``size``
     size: int
     sigma: float = 5.0
     grid: int = 32
+    only_adds: bool = True
 
     def moves(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B,P,2) landmark displacements in pixels at ``size``."""
+        """(B,P,2) landmark moves in pixels at ``size``."""
         delta = (target - source).float()
+        if self.only_adds:
+            delta = delta.clamp_min(0.0)
         return torch.einsum("ba,apc->bpc", delta, self.displacement.to(delta.device))
+
+    def apply(self, crops: torch.Tensor, landmarks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        field = dense_displacement(landmarks, moves, crops.shape[-1], self.sigma * crops.shape[-1] / self.size,
+                                   self.grid)
+        return warp_images(crops, field)
 
     def __call__(self, crops: torch.Tensor, landmarks: torch.Tensor, source: torch.Tensor,
                  target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = crops.shape[-1] / self.size
-        moves = self.moves(source, target) * scale
-        field = dense_displacement(landmarks, moves, crops.shape[-1], self.sigma * scale, self.grid)
-        return warp_images(crops, field), landmarks + moves
+        moves = self.moves(source, target) * (crops.shape[-1] / self.size)
+        return self.apply(crops, landmarks, moves), moves
 
     def to(self, device: torch.device) -> LinearRig:
-        return LinearRig(self.displacement.to(device), self.size, self.sigma, self.grid)
+        return LinearRig(self.displacement.to(device), self.size, self.sigma, self.grid, self.only_adds)
 
 
 # ---------------------------------------------------------------- files in a training set
