@@ -336,7 +336,7 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
     # read the data set first: a bad DATA must not leave a half-made run folder behind
     train_set = load_split(data, "train")
     test_set = load_split(data, "test")
-    motion = _motion_inputs(data, config, train_set, test_set, device)
+    motion = motion_inputs(data, config, train_set, test_set, device)
     state = _open_run(out, config, control, ranks) if ranks.main else None
     if ranks.active:
         box = [state["config"] if state else None, state is not None]
@@ -479,7 +479,7 @@ class _Motion:
     test_landmarks: torch.Tensor   # (M,P,2) on the CPU
 
 
-def _motion_inputs(data: Path, config: TrainConfig, train_set: FaceSet, test_set: FaceSet,
+def motion_inputs(data: Path, config: TrainConfig, train_set: FaceSet, test_set: FaceSet,
                    device: torch.device) -> _Motion | None:
     """The set's rig and crop landmarks (scaled to the training size) for ``--motion rig``."""
     if config.motion == "none":
