@@ -14,8 +14,9 @@ then merged into one GANimation-layout set with what motion training needs:
   by ``--balance`` (animator.train.balance).
 
 Held-out split: UTKFace by prepare's per-photo hash; clips by name (``--heldout-clips``), so
-no clip and no photo is on both sides. Everything is written into OUT (resumable per group:
-prepare records its progress in OUT/.work).
+no clip and no photo is on both sides. Intermediate files (the extracted photos, each
+group's prepare folder, which makes a rerun resume) go to OUT.work beside OUT, so OUT holds
+only what travels.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from animator.train.data import (AUS_FILE, IMAGES_DIR, MANIFEST, TEST_IDS, TRAIN
                                  read_aus, read_ids, write_aus, write_ids)
 from animator.train.motion import LANDMARKS_FILE, RIG_FILE, rig_in_crop, save_landmarks, save_rig
 
-WORK = ".work"
+WORK_SUFFIX = ".work"
 DISTRIBUTION = "label_distribution"
 NOSE_TIP = 1
 
@@ -113,7 +114,7 @@ def build(out: Path, options: BuildOptions) -> dict:
     from pipelines.prepare import PrepareOptions, prepare
 
     out.mkdir(parents=True, exist_ok=True)
-    work = out / WORK
+    work = out.with_name(out.name + WORK_SUFFIX)
     work.mkdir(exist_ok=True)
     groups = {"utk": _extract_utkface(options, work / "utkface_photos")}
     if options.clips:
@@ -251,8 +252,7 @@ def _finish(out: Path, faces: dict, landmarks: np.ndarray, found: np.ndarray, ma
 
 
 def _folder_bytes(out: Path) -> int:
-    """Bytes of what travels (the work folder excluded)."""
-    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and WORK not in p.relative_to(out).parts)
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
 
 def plot_distribution(distribution: dict, path: Path) -> None:
