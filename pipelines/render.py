@@ -3,10 +3,13 @@
 Two passes over the video. Pass 1 decodes and tracks faces (cheap; the tracks are smoothed
 with zero lag once all of them are known). Pass 2 decodes again and streams
 
-    decode + crop  ->  generate (batches)  ->  composite  ->  encode (+ PNG export)
+    decode + move + crop  ->  generate (batches)  ->  composite  ->  encode (+ PNG export)
 
 with each arrow a bounded queue between threads (:mod:`pipelines.stages`), so decoding,
-generation and encoding overlap and memory does not grow with the video's length. Every frame
+generation and encoding overlap and memory does not grow with the video's length. "move" is
+the motion stage (:mod:`animator.motion`, ``--motion``): the AU rig and a full-resolution warp
+move each face from the actor's smoothed AUs to its target, on its smoothed mesh; with
+``--motion warp`` the generator and the compositing then do not run. Every frame
 is written, in order, with its own timestamp; frames without a face pass through untouched.
 The AU trajectory is sampled at each frame's own time on the source video's clock (so keys
 keep their meaning with ``--start``/``--end``).
@@ -194,6 +197,10 @@ def render(opts: RenderOptions) -> Summary:
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
         summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
+        if editor is None and keyframes.mode == "relative" and (samples < 0).any():
+            summary.notes.append("relative keyframes lower some AUs: motion only adds, so with "
+                                 "--motion warp they stay as the actor has them (lowering needs "
+                                 "--motion warp+generator or none)")
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_dir = str(opts.frames_dir) if opts.frames_dir else None

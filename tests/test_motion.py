@@ -247,3 +247,23 @@ def test_motion_none_is_the_generator_alone(tiny_model, tmp_path):
     np.testing.assert_array_equal(frame[matte == 0], still[matte == 0])
     motion = np.load(runs["warp"] / "motion_000001.npy")
     assert motion.dtype == np.float16 and motion.shape == (256, 256, 2) and np.abs(motion).max() > 1
+
+
+def test_warp_says_when_relative_keys_ask_to_lower_aus(tiny_model, tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from animator.cli import cli
+    from test_media import make_video
+
+    skimage_data = pytest.importorskip("skimage.data")
+    still = cv2.resize(skimage_data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    clip = make_video(tmp_path / "still.mp4", [still] * 2)
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"version": 1, "mode": "relative", "keys": [{"time": 0, "aus": {"AU12": -2}}]}))
+    result = CliRunner().invoke(cli, ["render", str(clip), "-k", str(keys), "-o", str(tmp_path / "out.mp4"),
+                                      "--checkpoint", str(tiny_model), "--motion", "warp", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any("the generator did not run" in n for n in notes)
+    assert any("lower some AUs" in n for n in notes)

@@ -162,7 +162,7 @@ class _Track:
 class FaceTracker:
     """Online tracker; feed frames in order with :meth:`update`, then take :attr:`tracks`.
 
-    Every face gets the 478 landmarks (mesh + irises, about 8 ms) unless ``mesh=False``, and its 5
+    Every face gets the 478 landmarks (mesh + irises, about 13 ms) unless ``mesh=False``, and its 5
     alignment points then come from the mesh (:func:`five_points`): YuNet's own points ignore
     a rolled head (10-17 px off at 25-40 degrees of roll) and follow the pupils, which would
     make crops swim with the gaze. ``landmarker`` may add FAN's 68 points.

@@ -188,11 +188,15 @@ def explained(clip: Clip, basis: np.ndarray, where: np.ndarray) -> float:
 
 
 def mirror_index(template: np.ndarray) -> np.ndarray:
-    """(P,) for each landmark, its mirror image across the face's midline (the nearest
-    landmark to (-x, y, z))."""
+    """(P,) for each landmark, its mirror image across the face's midline: the one-to-one
+    matching of the landmarks to their reflections (-x, y, z) with the least total distance
+    (a nearest neighbour alone pairs some lip points twice on a slightly asymmetric face)."""
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
     template = np.asarray(template, dtype=np.float64)
     flipped = template * (-1.0, 1.0, 1.0)
-    return ((flipped[:, None] - template[None]) ** 2).sum(-1).argmin(1)
+    _, mirror = linear_sum_assignment(((flipped[:, None] - template[None]) ** 2).sum(-1))
+    return mirror
 
 
 def symmetrise(basis: np.ndarray, mirror: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ expressions barely move. Each AU moves only the region FACS says it moves (its `
 the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
 ``animator/assets/au_rig.json`` with its provenance.
 
-Lids and lips are contours that meet but never cross: after the displacement an upper lid
+A blink closes each eye by its own opening: AU45 at intensity i brings the upper lids at least
+i/5 of the way down. Lids and lips are contours that meet but never cross: after the displacement an upper lid
 that would pass its lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that would
 pass each other meet in the middle (a closing mouth stays closed).
 """
@@ -24,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from animator.aus import AU_NAMES, N_AUS
+from animator.aus import AU_MAX, AU_NAMES, N_AUS
 from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH, umeyama
 
 RIG_PATH = Path(__file__).resolve().parents[1] / "assets" / "au_rig.json"
 RIG_FORMAT = "animator-au-rig/1"
+BLINK = AU_NAMES.index("AU45")
 N_POINTS = MESH.n_points
 
 # Upper/lower contour pairs (same position along the contour), MediaPipe mesh numbering.
@@ -110,8 +112,23 @@ class AURig:
         stable = list(MESH.stable)
         scale, rotation, shift = umeyama(mesh[stable], self.template[stable])
         face = scale * mesh @ rotation.T + shift
-        moved = keep_contours_apart(face + self.offsets(delta))
+        moved = close_lids(face, face + self.offsets(delta), delta[BLINK] / AU_MAX)
+        moved = keep_contours_apart(moved)
         return mesh + (moved - face) @ rotation / scale
+
+
+def close_lids(face: np.ndarray, moved: np.ndarray, fraction: float) -> np.ndarray:
+    """``moved`` with each upper lid at least ``fraction`` of the way down to its lower lid
+    (as ``face`` had them): a blink's intensity is how much of the eye it closes, whatever
+    the eye's own opening, so AU45 at 5 closes any eye."""
+    out = moved.copy()
+    fraction = float(np.clip(fraction, 0.0, 1.0))
+    for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
+        up, low = list(upper), list(lower)
+        closed = face[low, 1] - CLOSED_LID_GAP
+        reach = face[up, 1] + fraction * np.maximum(closed - face[up, 1], 0.0)
+        out[up, 1] = np.maximum(out[up, 1], reach)
+    return out
 
 
 def keep_contours_apart(face: np.ndarray) -> np.ndarray:

@@ -57,39 +57,58 @@ def region_box(ring: np.ndarray, shape: tuple[int, ...]) -> Box:
     return int(x0), int(y0), int(max(x0, x1)), int(max(y0, y1))
 
 
+@dataclass(frozen=True)
+class Grid:
+    """Regular sample points: x = x0 + i * dx (i < nx), y = y0 + j * dy (j < ny)."""
+
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    nx: int
+    ny: int
+
+
 class PiecewiseLinear:
     """Interpolate ``values`` (N, C) given at ``nodes`` (N, 2) linearly inside each Delaunay
-    triangle of the nodes; zero outside their convex hull. Built once, queried many times."""
+    triangle of the nodes; zero outside their convex hull. Sampled on regular grids by
+    rasterising the triangles: every grid point inside a triangle's bounding box is tested,
+    all triangles at once (a point locator costs several times more to build and query)."""
 
     def __init__(self, nodes: np.ndarray, values: np.ndarray):
-        from matplotlib.tri import Triangulation, TrapezoidMapTriFinder  # noqa: PLC0415
-
-        self.nodes, self.values = nodes, values
+        self.values = values
         self.simplices = Delaunay(nodes).simplices
-        # matplotlib's trapezoid map locates points ~5x faster than scipy's first find_simplex
-        self._finder = TrapezoidMapTriFinder(Triangulation(nodes[:, 0], nodes[:, 1],
-                                                           triangles=self.simplices))
+        self.corners = nodes[self.simplices]                        # (T, 3, 2)
 
-    def __call__(self, queries: np.ndarray) -> np.ndarray:
-        """(M, 2) points -> (M, C) values."""
-        triangle = self._finder(queries[:, 0], queries[:, 1])
-        out = np.zeros((len(queries), self.values.shape[1]), dtype=np.float64)
-        inside = triangle >= 0
-        corners = self.simplices[triangle[inside]]                 # (M, 3) node indices
-        a, b, c = (self.nodes[corners[:, k]] for k in range(3))
-        e1, e2, d = b - a, c - a, queries[inside] - a              # barycentric coordinates
+    def sample(self, grid: Grid) -> np.ndarray:
+        """(ny, nx, C) values at the grid's points."""
+        out = np.zeros((grid.ny, grid.nx, self.values.shape[1]))
+        u = (self.corners[..., 0] - grid.x0) / grid.dx            # triangle corners in grid units
+        v = (self.corners[..., 1] - grid.y0) / grid.dy
+        i0 = np.clip(np.ceil(u.min(1)), 0, grid.nx).astype(int)
+        i1 = np.clip(np.floor(u.max(1)), -1, grid.nx - 1).astype(int)
+        j0 = np.clip(np.ceil(v.min(1)), 0, grid.ny).astype(int)
+        j1 = np.clip(np.floor(v.max(1)), -1, grid.ny - 1).astype(int)
+        width, height = np.maximum(i1 - i0 + 1, 0), np.maximum(j1 - j0 + 1, 0)
+        counts = width * height
+        if not counts.any():
+            return out
+        triangle = np.repeat(np.arange(len(counts)), counts)       # one row per candidate point
+        rank = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        i = i0[triangle] + rank % width[triangle]
+        j = j0[triangle] + rank // width[triangle]
+        a, b, c = (self.corners[triangle, k] for k in range(3))
+        e1, e2 = b - a, c - a
+        dx, dy = grid.x0 + i * grid.dx - a[:, 0], grid.y0 + j * grid.dy - a[:, 1]
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        u = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / det
-        v = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / det
-        weights = np.column_stack([1.0 - u - v, u, v])
-        out[inside] = np.einsum("mk,mkc->mc", weights, self.values[corners])
+        det = np.where(det == 0, np.inf, det)                       # degenerate: never inside
+        s = (dx * e2[:, 1] - dy * e2[:, 0]) / det                   # barycentric coordinates
+        t = (e1[:, 0] * dy - e1[:, 1] * dx) / det
+        inside = (s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9)
+        weights = np.column_stack([1.0 - s - t, s, t])[inside]
+        vertices = self.simplices[triangle[inside]]
+        out[j[inside], i[inside]] = np.einsum("mk,mkc->mc", weights, self.values[vertices])
         return out
-
-
-def pixel_grid(box: Box) -> np.ndarray:
-    """(h * w, 2) the pixel centres of ``box``, row by row."""
-    x0, y0, x1, y1 = box
-    return np.stack(np.meshgrid(np.arange(x0, x1), np.arange(y0, y1)), axis=-1).reshape(-1, 2)
 
 
 def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
@@ -110,11 +129,9 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
     step = max(MIN_STEP, max(w, h) / nodes_across)
     # coarse nodes placed where cv2.resize puts the centres of a (gh, gw) image stretched to (h, w)
     gw, gh = max(2, int(np.ceil(w / step))), max(2, int(np.ceil(h / step)))
-    xs = x0 + (np.arange(gw) + 0.5) * w / gw - 0.5
-    ys = y0 + (np.arange(gh) + 0.5) * h / gh - 0.5
-    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    coarse_grid = Grid(x0 + 0.5 * w / gw - 0.5, y0 + 0.5 * h / gh - 0.5, w / gw, h / gh, gw, gh)
     field = PiecewiseLinear(np.vstack([target, ring]), np.vstack([source - target, np.zeros_like(ring)]))
-    coarse = field(grid).reshape(gh, gw, 2).astype(np.float32)
+    coarse = field.sample(coarse_grid).astype(np.float32)
     offsets = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     for group in detail:
         if np.abs(source[list(group)] - target[list(group)]).max() < DETAIL_MOVE:
@@ -124,8 +141,8 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
         gx0, gy0 = np.clip(np.floor(points.min(0) - pad).astype(int), (x0, y0), (x1, y1))
         gx1, gy1 = np.clip(np.ceil(points.max(0) + pad).astype(int), (x0, y0), (x1, y1))
         if gx1 > gx0 and gy1 > gy0:
-            exact = field(pixel_grid((gx0, gy0, gx1, gy1)).astype(np.float64))
-            offsets[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = exact.reshape(gy1 - gy0, gx1 - gx0, 2)
+            pixels = Grid(gx0, gy0, 1.0, 1.0, gx1 - gx0, gy1 - gy0)
+            offsets[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = field.sample(pixels)
     return MotionField(box, offsets)
 
 
