@@ -39,16 +39,16 @@ PAPER_BATCH, PAPER_LR = 25, 1e-4
 class RetrainOptions:
     data: Path
     out: Path
-    minutes: float = 9.0             # the whole call, measurement and evaluation included
+    minutes: float = 8.5             # the whole call, measurement and evaluation included
     device: str = "cuda"
     candidates: tuple[int, ...] = (128, 256, 512)
     measure_iterations: int = 15
     batch_share: float = 0.85
     compile: bool = True
     init_from: str = "default"
-    reserve_minutes: float = 1.5     # kept for export, evaluation and packing
-    eval_faces: int = 100
-    responsiveness_faces: int = 20
+    reserve_minutes: float = 2.0     # kept for export, evaluation and packing
+    eval_faces: int = 60
+    responsiveness_faces: int = 16
     network: dict = field(default_factory=dict)  # TrainConfig overrides (tests: tiny networks)
 
 
