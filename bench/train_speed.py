@@ -21,6 +21,7 @@ import torch
 
 from animator.train.config import TrainConfig
 from animator.train.loop import Distributed, Trainer, pick_device
+from animator.train.motion import LinearRig
 
 UTKFACE_TRAIN = 21_300  # ~90% of 23,707
 
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--motion", action="store_true",
+                        help="Motion mode: inputs warped by a 128-point rig (as --motion rig).")
     args = parser.parse_args()
 
     config = TrainConfig(batch_size=args.batch_size, image_size=args.image_size,
@@ -46,8 +49,12 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
-    trainer = Trainer(config, device)
     pool = 8 * config.batch_size
+    warp = None
+    landmarks = torch.rand(pool, 128, 2, device=device) * config.image_size * 0.6 + config.image_size * 0.2
+    if args.motion:
+        warp = LinearRig(torch.randn(17, 128, 2) * 0.5, config.image_size).to(device)
+    trainer = Trainer(config, device, warp=warp)
     images = torch.randint(0, 256, (pool, config.image_size, config.image_size, 3),
                            dtype=torch.uint8, device=device)
     aus = torch.rand(pool, 17, device=device) * 5
@@ -59,7 +66,7 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(count):
             rows = torch.arange(i % 8 * config.batch_size, (i % 8 + 1) * config.batch_size, device=device)
-            trainer.step(images[rows], aus[rows], aus)
+            trainer.step(images[rows], aus[rows], aus, landmarks[rows] if warp else None)
         trainer.pop_metrics()
         sync(device)
         return count / (time.perf_counter() - start)
@@ -73,7 +80,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "precision": str(trainer.amp_dtype).replace("torch.", ""),
         "batch_size": config.batch_size, "image_size": config.image_size,
-        "critic_steps": config.critic_steps, "compile": config.compile,
+        "critic_steps": config.critic_steps, "compile": config.compile, "motion": args.motion,
         "iterations_per_s": round(iterations_per_s, 2), "images_per_s": round(images_per_s, 1),
         "utkface_epoch_s": round(UTKFACE_TRAIN / images_per_s, 1),
         "iterations_in_20_min": int(iterations_per_s * 1200),

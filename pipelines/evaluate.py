@@ -14,8 +14,19 @@ AUs of other held-out faces (``random_sets`` seeded derangements) and every pres
 - Change: the mean of ``1 - A`` inside the input face's mesh outline (how much of the face the
   generator repaints; 0 keeps the input) and outside it (should stay near 0).
 
+- Responsiveness per AU: each observable AU requested alone (everything else 0) at 1, 2, 3
+  and 4 on ``responsiveness_faces`` faces, read back with the estimator: the mean read-back
+  and the share >= 2 at 4, and the requested-vs-read-back Pearson r over 0-4 (0 = neutral).
+- Identity (with ``identity_model``, OpenCV Zoo SFace, see pipelines/identity.py): cosine of
+  the input's and the edit's embeddings per target, and the share above OpenCV's same-person
+  threshold.
+- ``motion="rig"``: the generator is fed the crop warped by the set's AU rig towards the
+  target (as ``animator train --motion rig`` trains it), the cycle warped back.
+
 Writes REPORT_DIR/metrics.json, metrics.md (tables for the model card and README), grid.png
-(held-out faces x presets) and morph_strip.png (one face, neutral -> happy -> surprise).
+(held-out faces x presets), morph_strip.png (one face, neutral -> happy -> surprise) and,
+with ``compare``, grid_compare.png: each face's row from this model over the row from the
+compared (previous) model, which edits plain crops.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from animator import __version__
 from animator.aus import AU_NAMES, FACS_NAMES, N_AUS, PRESETS, preset
@@ -38,6 +50,7 @@ from animator.faces.landmarks import N_LANDMARKS
 from animator.media.images import write_image
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
+from pipelines.identity import SAME_PERSON_COSINE
 
 FORMAT = "animator-evaluation/1"
 GRID_COLUMNS = ("neutral", "happy", "sad", "surprise", "fear", "anger", "disgust", "blink")
@@ -46,6 +59,9 @@ PSNR_CAP_DB = 100.0
 HEADER_HEIGHT = 24
 GAP = 2
 CHUNK = 256  # faces edited, re-edited and measured at a time (bounds memory)
+RESPONSE_LEVELS = (1.0, 2.0, 3.0, 4.0)
+RESPONSIVE_READBACK = 2.0
+MOTIONS = ("none", "rig")
 
 
 @dataclass
@@ -63,10 +79,18 @@ class EvaluateOptions:
     score_threshold: float = 0.6
     grid_faces: int = 8
     morph_steps: int = 8
+    responsiveness_faces: int = 40
+    identity_model: Path | None = None
+    compare: Path | None = None  # a previous model ("default": the shipped one) for grid_compare.png
+    motion: str = "none"
     overwrite: bool = False
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        if self.motion not in MOTIONS:
+            raise AnimatorError(f"--motion {self.motion!r}: expected one of {', '.join(MOTIONS)}")
+        if self.responsiveness_faces < 0:
+            raise AnimatorError(f"--responsiveness-faces {self.responsiveness_faces}: must be >= 0")
         if self.limit is not None and self.limit < 1:
             raise AnimatorError(f"--limit {self.limit}: must be at least 1")
         if self.random_sets < 0:
@@ -87,11 +111,14 @@ class HeldOut:
     crops: np.ndarray
     labels: np.ndarray
     available: int  # held-out faces before --limit
+    landmarks: np.ndarray | None = None  # (N,P,2) crop pixels, for motion="rig"
 
 
-def load_heldout(data: Path, size: int, limit: int | None, seed: int) -> HeldOut:
-    """The held-out split; with ``limit``, a seeded sample (set names are not in random order)."""
+def load_heldout(data: Path, size: int, limit: int | None, seed: int, landmarks: bool = False) -> HeldOut:
+    """The held-out split; with ``limit``, a seeded sample (set names are not in random order);
+    with ``landmarks``, the set's crop landmarks at ``size``."""
     from animator.train.data import load_split
+    from animator.train.motion import LANDMARKS_FILE, load_landmarks
 
     faces = load_split(data, "test")
     if not len(faces):
@@ -100,7 +127,18 @@ def load_heldout(data: Path, size: int, limit: int | None, seed: int) -> HeldOut
     if limit is not None and limit < len(faces):
         rows = np.sort(np.random.default_rng(seed).choice(len(faces), limit, replace=False))
     crops = np.stack([faces.image(i, size) for i in rows])
-    return HeldOut([faces.names[i] for i in rows], crops, faces.aus[rows], len(faces))
+    names = [faces.names[i] for i in rows]
+    points = None
+    if landmarks:
+        points = load_landmarks(data / LANDMARKS_FILE, names) * (size / _set_size(data))
+    return HeldOut(names, crops, faces.aus[rows], len(faces), points)
+
+
+def _set_size(data: Path) -> int:
+    """The crop size the set's landmarks were measured at (its manifest's, else 128)."""
+    from animator.train.data import read_manifest
+
+    return int((read_manifest(data) or {}).get("size", 128))
 
 
 def target_sets(labels: np.ndarray, random_sets: int, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -123,7 +161,8 @@ def target_sets(labels: np.ndarray, random_sets: int, seed: int) -> list[tuple[s
 class Readings:
     aus: np.ndarray     # (N, 17) float32, 0 where no face was found
     found: np.ndarray   # (N,) bool
-    meshes: np.ndarray  # (N, 468, 3) in crop pixels, NaN where no face was found
+    meshes: np.ndarray  # (N, N_LANDMARKS, 3) in crop pixels, NaN where no face was found
+    points: np.ndarray  # (N, 5, 2) the detector's 5 points in crop pixels, NaN likewise
 
 
 class AUReader:
@@ -142,8 +181,9 @@ class AUReader:
         self.estimator = AUEstimator.default()
         self.observable = self.estimator.observable
 
-    def mesh(self, crop: np.ndarray) -> np.ndarray | None:
-        """(478, 3) landmarks of the largest face in ``crop``, in crop pixels; None if none."""
+    def locate(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(landmarks (478, 3), detector's 5 points (5, 2)) of the largest face in ``crop``,
+        in crop pixels; None if none."""
         big = crop
         if self.upscale != 1.0:
             big = cv2.resize(crop, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
@@ -154,17 +194,19 @@ class AUReader:
         # cv2.resize maps big pixel u to crop pixel (u + 0.5) / f - 0.5
         mesh[:, :2] = (mesh[:, :2] + 0.5) / self.upscale - 0.5
         mesh[:, 2] /= self.upscale
-        return mesh
+        return mesh, (faces[0].points + 0.5) / self.upscale - 0.5
 
     def read(self, crops: np.ndarray) -> Readings:
-        meshes = [self.mesh(crop) for crop in crops]
-        found = np.array([m is not None for m in meshes], dtype=bool)
-        stacked = np.full((len(crops), N_LANDMARKS, 3), np.nan, dtype=np.float32)
+        located = [self.locate(crop) for crop in crops]
+        found = np.array([m is not None for m in located], dtype=bool)
+        meshes = np.full((len(crops), N_LANDMARKS, 3), np.nan, dtype=np.float32)
+        points = np.full((len(crops), 5, 2), np.nan, dtype=np.float32)
         aus = np.zeros((len(crops), N_AUS), dtype=np.float32)
         if found.any():
-            stacked[found] = np.stack([m for m in meshes if m is not None])
-            aus[found] = self.estimator.estimate(stacked[found])
-        return Readings(aus, found, stacked)
+            meshes[found] = np.stack([m[0] for m in located if m is not None])
+            points[found] = np.stack([m[1] for m in located if m is not None])
+            aus[found] = self.estimator.estimate(meshes[found])
+        return Readings(aus, found, meshes, points)
 
 
 def face_masks(meshes: np.ndarray, size: int) -> np.ndarray:
@@ -177,6 +219,44 @@ def face_masks(meshes: np.ndarray, size: int) -> np.ndarray:
             outline = np.round(mesh[FACE_OVAL, :2] * 16).astype(np.int32)  # 4 fractional bits
             cv2.fillPoly(mask, [outline], 1, lineType=cv2.LINE_8, shift=4)
     return masks.astype(bool)
+
+
+class Edits:
+    """The generator as it is evaluated: on the crop, or (``rig``) on the crop warped by the
+    set's AU rig from the source AUs towards the target, as motion training feeds it."""
+
+    def __init__(self, editor, rig=None) -> None:
+        self.editor, self.rig = editor, rig
+
+    def edit(self, crops: np.ndarray, targets: np.ndarray, sources: np.ndarray,
+             landmarks: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
+        """(the editor's EditResult, the landmark moves of the warp, or None without a rig)."""
+        if self.rig is None:
+            return self.editor.edit(crops, targets), None
+        with torch.no_grad():
+            warped, moves = self.rig(_tensor(crops), torch.from_numpy(landmarks).float(),
+                                     torch.from_numpy(sources).float(), torch.from_numpy(targets).float())
+        return self.editor.edit(_uint8(warped), targets), moves.numpy()
+
+    def back(self, edited: np.ndarray, sources: np.ndarray, landmarks: np.ndarray | None,
+             moves: np.ndarray | None) -> Any:
+        """The cycle's second edit: the edited face moved back by ``-moves`` from the moved
+        landmarks (as motion training does), then asked for its ``sources``."""
+        if self.rig is None:
+            return self.editor.edit(edited, sources)
+        with torch.no_grad():
+            moves_t = torch.from_numpy(moves)
+            returned = self.rig.apply(_tensor(edited), torch.from_numpy(landmarks).float() + moves_t, -moves_t)
+        return self.editor.edit(_uint8(returned), sources)
+
+
+def _tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float (N,3,H,W) on 0-255."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    return images.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 # ---------------------------------------------------------------- metrics (pure)
@@ -219,6 +299,21 @@ def au_errors(requested: np.ndarray, estimated: np.ndarray, observable: np.ndarr
     return out
 
 
+def response_summary(levels: np.ndarray, readback: np.ndarray, found: np.ndarray) -> dict:
+    """One AU's responsiveness from (L,) requested levels (the first 0, the last the top) and
+    (L, N) read-back values with (L, N) found flags: the mean read-back and the share >=
+    RESPONSIVE_READBACK at the top level, the read-back at 0, and Pearson r over all pairs."""
+    top, zero = found[-1], found[0]
+    requested = np.repeat(np.asarray(levels, np.float64)[:, None], readback.shape[1], axis=1)
+    return {
+        "n": int(top.sum()),
+        "mean_at_top": float(readback[-1][top].mean()) if top.any() else None,
+        "share_responsive": float((readback[-1][top] >= RESPONSIVE_READBACK).mean()) if top.any() else None,
+        "mean_at_zero": float(readback[0][zero].mean()) if zero.any() else None,
+        "r": pearson(requested[found], readback[found]),
+    }
+
+
 def _mean(values) -> float | None:
     """Mean of the defined values (None and NaN skipped); None when there are none."""
     values = [v for v in values if v is not None and np.isfinite(v)]
@@ -238,20 +333,25 @@ class SetResult:
     cycle_psnr: np.ndarray   # (N,)
     change_face: np.ndarray  # (N,) NaN where the input's face was not found
     change_outside: np.ndarray
+    identity: np.ndarray     # (N,) SFace cosine input vs edit, NaN where not measured
 
 
-def measure_set(editor, reader: AUReader, held: HeldOut, inputs: Readings, masks: np.ndarray,
-                targets: np.ndarray, bar=None) -> SetResult:
+def measure_set(edits: Edits, reader: AUReader, held: HeldOut, inputs: Readings, masks: np.ndarray,
+                targets: np.ndarray, bar=None, identity=None) -> SetResult:
+    """``identity``: (FaceIdentity, input embeddings (N,128) NaN where no face) or None."""
     n = len(held.crops)
     result = SetResult(np.asarray(targets, dtype=np.float32), np.zeros((n, N_AUS), np.float32),
-                       np.zeros(n, bool), *(np.zeros(n) for _ in range(4)))
+                       np.zeros(n, bool), *(np.zeros(n) for _ in range(4)), np.full(n, np.nan))
     for start in range(0, n, CHUNK):
         part = slice(start, min(start + CHUNK, n))
         crops = held.crops[part]
-        edited = editor.edit(crops, result.targets[part])
-        back = editor.edit(edited.output, held.labels[part])
+        points = None if held.landmarks is None else held.landmarks[part]
+        edited, moves = edits.edit(crops, result.targets[part], held.labels[part], points)
+        back = edits.back(edited.output, held.labels[part], points, moves)
         read = reader.read(edited.output)
         result.estimated[part], result.found[part] = read.aus, read.found
+        if identity is not None:
+            result.identity[part] = identity_cosines(identity[0], edited.output, read, identity[1][part])
         diff = np.abs(back.output.astype(np.float32) - crops.astype(np.float32)) / 255.0
         result.cycle_l1[part] = diff.reshape(len(crops), -1).mean(1)
         result.cycle_psnr[part] = psnr(back.output, crops)
@@ -261,6 +361,53 @@ def measure_set(editor, reader: AUReader, held: HeldOut, inputs: Readings, masks
         if bar is not None:
             bar.update(len(crops))
     return result
+
+
+def embed_faces(model, crops: np.ndarray, readings: Readings) -> np.ndarray:
+    """(N, 128) SFace embeddings of the faces found, NaN rows elsewhere."""
+    from pipelines.identity import align_face
+
+    out = np.full((len(crops), 128), np.nan, np.float32)
+    rows = np.flatnonzero(readings.found)
+    if len(rows):
+        out[rows] = model.embed(np.stack([align_face(crops[i], readings.points[i]) for i in rows]))
+    return out
+
+
+def identity_cosines(model, edited: np.ndarray, readings: Readings, inputs: np.ndarray) -> np.ndarray:
+    from pipelines.identity import cosine
+
+    values = cosine(embed_faces(model, edited, readings), inputs)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def responsiveness(edits: Edits, reader: AUReader, held: HeldOut, rows: np.ndarray,
+                   observable: np.ndarray, bar=None) -> dict[str, dict]:
+    """Per observable AU: :func:`response_summary` of that AU requested alone from neutral."""
+    crops, sources = held.crops[rows], held.labels[rows]
+    points = None if held.landmarks is None else held.landmarks[rows]
+    n = len(rows)
+
+    def read(targets: np.ndarray) -> Readings:
+        edited, _ = edits.edit(crops, targets, sources, points)
+        if bar is not None:
+            bar.update(n)
+        return reader.read(edited.output)
+
+    neutral = read(np.zeros((n, N_AUS), np.float32))
+    levels = np.array((0.0, *RESPONSE_LEVELS))
+    out = {}
+    for a, name in enumerate(AU_NAMES):
+        if not observable[a]:
+            continue
+        readings = [neutral]
+        for level in RESPONSE_LEVELS:
+            targets = np.zeros((n, N_AUS), np.float32)
+            targets[:, a] = level
+            readings.append(read(targets))
+        out[name] = response_summary(levels, np.stack([r.aus[:, a] for r in readings]),
+                                     np.stack([r.found for r in readings]))
+    return out
 
 
 def summarise(held: HeldOut, inputs: Readings, sets: dict[str, SetResult],
@@ -282,6 +429,9 @@ def summarise(held: HeldOut, inputs: Readings, sets: dict[str, SetResult],
             "cycle_l1": float(res.cycle_l1.mean()), "cycle_psnr_db": float(res.cycle_psnr.mean()),
             "change_face": _mean(res.change_face[inputs.found]),
             "change_outside": _mean(res.change_outside[inputs.found]),
+            "identity_cosine": _mean(res.identity),
+            "identity_same_person": (float(np.mean(res.identity[np.isfinite(res.identity)] >= SAME_PERSON_COSINE))
+                                     if np.isfinite(res.identity).any() else None),
         }
     requested, generated, baseline = (np.concatenate(x) for x in (requested, generated, baseline))
     edited_err = au_errors(requested, generated, observable)
@@ -315,6 +465,8 @@ def summarise(held: HeldOut, inputs: Readings, sets: dict[str, SetResult],
         "change": {"face": _mean(t["change_face"] for t in per_target.values()),
                    "outside_face": _mean(t["change_outside"] for t in per_target.values()),
                    "presets": _mean(per_target[p]["change_face"] for p in PRESETS)},
+        "identity": {"presets": _mean(per_target[p]["identity_cosine"] for p in PRESETS),
+                     "all_targets": _mean(t["identity_cosine"] for t in per_target.values())},
         "per_target": per_target,
     }
 
@@ -327,21 +479,43 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     from animator.model.inference import FaceEditor
     from animator.train.data import TEST_IDS, dataset_summary
 
+    from animator.train.motion import RIG_FILE, load_rig
+
+    identity_model = None
+    if opts.identity_model is not None:
+        from pipelines.identity import FaceIdentity
+
+        identity_model = FaceIdentity(opts.identity_model)
     generator, config = load_generator(opts.checkpoint)
     n_parameters = sum(p.numel() for p in generator.parameters())
     editor = FaceEditor(generator, opts.device, opts.precision, opts.batch_size, config=config)
-    held = load_heldout(opts.data, editor.image_size, opts.limit, opts.seed)
+    rig = load_rig(opts.data / RIG_FILE) if opts.motion == "rig" else None
+    edits = Edits(editor, rig)
+    held = load_heldout(opts.data, editor.image_size, opts.limit, opts.seed, landmarks=rig is not None)
     reader = AUReader(opts.upscale, opts.score_threshold)
     inputs = reader.read(held.crops)
     masks = face_masks(inputs.meshes, editor.image_size)
+    identity = None if identity_model is None else (identity_model, embed_faces(identity_model, held.crops, inputs))
     sets = target_sets(held.labels, opts.random_sets, opts.seed)
-    with progress(len(sets) * len(held.names), "evaluate", opts.quiet, unit="face") as bar:
-        results = {name: measure_set(editor, reader, held, inputs, masks, targets, bar)
+    response_rows = pick_faces(inputs.found, opts.responsiveness_faces, opts.seed)
+    n_observable = int(reader.observable.sum())
+    work = len(sets) * len(held.names) + len(response_rows) * (1 + n_observable * len(RESPONSE_LEVELS))
+    with progress(work, "evaluate", opts.quiet, unit="face") as bar:
+        results = {name: measure_set(edits, reader, held, inputs, masks, targets, bar, identity)
                    for name, targets in sets}
+        response = responsiveness(edits, reader, held, response_rows, reader.observable, bar) \
+            if len(response_rows) else {}
     metrics = summarise(held, inputs, results, reader.observable)
+    metrics["responsiveness"] = {"faces": len(response_rows), "levels": [0.0, *RESPONSE_LEVELS],
+                                 "responsive_readback": RESPONSIVE_READBACK, "per_au": response}
     grid_rows = pick_faces(inputs.found, opts.grid_faces, opts.seed)
-    grid = draw_grid(editor, held.crops[grid_rows])
-    strip = draw_morph(editor, held.crops[grid_rows[0]], opts.morph_steps)
+    grid = draw_grid(edits, held, grid_rows)
+    strip = draw_morph(edits, held, grid_rows[0], opts.morph_steps)
+    compare = None
+    if opts.compare is not None:
+        previous = FaceEditor.from_checkpoint(None if str(opts.compare) == "default" else opts.compare,
+                                              opts.device, opts.precision, opts.batch_size)
+        compare = interleave_grids(grid, draw_grid(Edits(previous), held, grid_rows), len(grid_rows))
     test_ids = opts.data / TEST_IDS
     report = {
         "format": FORMAT,
@@ -357,15 +531,21 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
                      "upscale": opts.upscale, "score_threshold": opts.score_threshold,
                      "estimator": reader.estimator.provenance, "psnr_cap_db": PSNR_CAP_DB,
                      "grid_faces": [held.names[i] for i in grid_rows],
-                     "morph_face": held.names[grid_rows[0]], "morph": list(MORPH_KEYS)},
+                     "morph_face": held.names[grid_rows[0]], "morph": list(MORPH_KEYS),
+                     "motion": opts.motion,
+                     "identity_model": None if opts.identity_model is None else str(opts.identity_model),
+                     "compare": None if opts.compare is None else str(opts.compare)},
         **_rounded(metrics),
-        "files": {"grid": "grid.png", "morph_strip": "morph_strip.png", "table": "metrics.md"},
+        "files": {"grid": "grid.png", "morph_strip": "morph_strip.png", "table": "metrics.md",
+                  **({"grid_compare": "grid_compare.png"} if compare is not None else {})},
     }
     with atomic_output(opts.out, inputs_paths, opts.overwrite, directory=True) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "metrics.md").write_text(markdown(report))
         write_image(tmp / "grid.png", grid)
         write_image(tmp / "morph_strip.png", strip)
+        if compare is not None:
+            write_image(tmp / "grid_compare.png", compare)
     return report
 
 
@@ -404,12 +584,14 @@ def labelled_row(cells: list[np.ndarray], titles: list[str]) -> np.ndarray:
     return np.vstack([header, body])
 
 
-def draw_grid(editor, crops: np.ndarray) -> np.ndarray:
+def draw_grid(edits: Edits, held: HeldOut, rows: np.ndarray) -> np.ndarray:
     """Rows: faces; columns: the input, then each of GRID_COLUMNS."""
-    n = len(crops)
+    crops, n, k = held.crops[rows], len(rows), len(GRID_COLUMNS)
     targets = np.stack([preset(name) for name in GRID_COLUMNS])
-    edited = editor.edit(np.repeat(crops, len(GRID_COLUMNS), axis=0), np.tile(targets, (n, 1)))
-    edited = edited.output.reshape(n, len(GRID_COLUMNS), *crops.shape[1:])
+    points = None if held.landmarks is None else np.repeat(held.landmarks[rows], k, axis=0)
+    edited, _ = edits.edit(np.repeat(crops, k, axis=0), np.tile(targets, (n, 1)),
+                           np.repeat(held.labels[rows], k, axis=0), points)
+    edited = edited.output.reshape(n, k, *crops.shape[1:])
     rows = [labelled_row([crops[0], *edited[0]], ["input", *GRID_COLUMNS])]
     for i in range(1, n):
         row = labelled_row([crops[i], *edited[i]], [""] * (1 + len(GRID_COLUMNS)))[HEADER_HEIGHT:]
@@ -428,10 +610,28 @@ def morph_targets(steps: int) -> tuple[np.ndarray, list[str]]:
     return aus.astype(np.float32), labels
 
 
-def draw_morph(editor, crop: np.ndarray, steps: int) -> np.ndarray:
+def draw_morph(edits: Edits, held: HeldOut, row: int, steps: int) -> np.ndarray:
     aus, labels = morph_targets(steps)
-    edited = editor.edit(np.repeat(crop[None], len(aus), axis=0), aus).output
-    return labelled_row([crop, *edited], ["input", *labels])
+    crop = held.crops[row]
+    points = None if held.landmarks is None else np.repeat(held.landmarks[row][None], len(aus), axis=0)
+    edited, _ = edits.edit(np.repeat(crop[None], len(aus), axis=0), aus,
+                           np.repeat(held.labels[row][None], len(aus), axis=0), points)
+    return labelled_row([crop, *edited.output], ["input", *labels])
+
+
+def interleave_grids(grid: np.ndarray, previous: np.ndarray, faces: int) -> np.ndarray:
+    """Two grids of the same faces -> one: under the header, each face's row from ``grid``,
+    then its row from ``previous`` (marked by a grey bar on the left), then a gap."""
+    size = (grid.shape[0] - HEADER_HEIGHT - (faces - 1) * GAP) // faces
+    marker = 4
+    parts = [np.pad(grid[:HEADER_HEIGHT], ((0, 0), (marker, 0), (0, 0)), constant_values=255)]
+    for i in range(faces):
+        top = HEADER_HEIGHT + i * (size + GAP)
+        ours = np.pad(grid[top:top + size], ((0, 0), (marker, 0), (0, 0)), constant_values=255)
+        theirs = np.pad(previous[top:top + size], ((0, 0), (marker, 0), (0, 0)), constant_values=128)
+        gap = np.full((GAP, ours.shape[1], 3), 255, np.uint8)
+        parts += [ours, gap[:1], theirs] + ([gap, gap] if i < faces - 1 else [])
+    return np.vstack(parts)
 
 
 # ---------------------------------------------------------------- markdown
@@ -476,12 +676,28 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {row['facs_name']} | {_fmt(row['mae'])} | {_fmt(row['mae_input'])} | "
                      f"{_fmt(row['r'])} | {_fmt(row['r_input'])} | {_fmt(row['label_noise_mae'])} |")
     lines += ["",
-              "| target | AU MAE edited | AU MAE input | faces found | change (face) | cycle L1 | cycle PSNR |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| target | AU MAE edited | AU MAE input | faces found | change (face) | cycle L1 | "
+              "cycle PSNR | identity cosine | same person |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, row in report["per_target"].items():
         lines.append(f"| {name} | {_fmt(row['au_mae'])} | {_fmt(row['au_mae_input'])} | "
                      f"{row['found']}/{row['n']} | {_fmt(row['change_face'])} | "
-                     f"{_fmt(row['cycle_l1'], 4)} | {_fmt(row['cycle_psnr_db'], 2)} |")
+                     f"{_fmt(row['cycle_l1'], 4)} | {_fmt(row['cycle_psnr_db'], 2)} | "
+                     f"{_fmt(row['identity_cosine'])} | {_fmt(row['identity_same_person'], 2)} |")
+    response = report["responsiveness"]
+    if response["per_au"]:
+        top = response["levels"][-1]
+        lines += ["",
+                  f"Responsiveness: each AU requested alone from neutral at "
+                  f"{', '.join(f'{v:g}' for v in response['levels'][1:])} on {response['faces']} faces, "
+                  f"read back with the estimator (r over requested 0-{top:g}).",
+                  "",
+                  f"| AU | read back at 0 | read back at {top:g} | share >= {response['responsive_readback']:g} "
+                  f"at {top:g} | r requested vs read back |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for name, row in response["per_au"].items():
+            lines.append(f"| {name} | {_fmt(row['mean_at_zero'], 2)} | {_fmt(row['mean_at_top'], 2)} | "
+                         f"{_fmt(row['share_responsive'], 2)} | {_fmt(row['r'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -507,6 +723,15 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--upscale", type=float, default=2.0, show_default=True,
                   help="Enlarge crops this much before detecting faces in them.")
+    @click.option("--responsiveness-faces", type=int, default=40, show_default=True,
+                  help="Faces on which each AU is requested alone at 1-4 and read back.")
+    @click.option("--identity-model", type=click.Path(path_type=Path),
+                  help="OpenCV Zoo SFace ONNX file: identity cosine input vs edit (needs '.[eval]').")
+    @click.option("--compare", type=click.Path(path_type=Path),
+                  help="A previous model ('default': the shipped one): grid_compare.png shows its "
+                       "row under each of this model's.")
+    @click.option("--motion", type=click.Choice(MOTIONS), default="none", show_default=True,
+                  help="rig: feed the generator the crop warped by the set's AU rig (motion training).")
     @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
     @click.option("--quiet", "-q", is_flag=True)
     def command(**kwargs: Any) -> None:

@@ -20,7 +20,8 @@ from animator.model.generator import Generator, GeneratorConfig
 from animator.outputs import MARKER
 from animator.train.data import write_aus, write_ids
 from pipelines.evaluate import (GRID_COLUMNS, HEADER_HEIGHT, EvaluateOptions, au_errors, evaluate,
-                                main, morph_targets, pearson, psnr, target_sets)
+                                interleave_grids, main, morph_targets, pearson, psnr,
+                                response_summary, target_sets)
 
 SIZE = 128
 
@@ -187,3 +188,102 @@ def test_morph_targets_pass_through_the_keys() -> None:
     assert np.allclose(aus[2], preset("happy") / 2) and np.allclose(aus[4], preset("happy"))
     assert np.allclose(aus[6], (preset("happy") + preset("surprise")) / 2)
     assert np.allclose(aus[8], preset("surprise"))
+
+
+# ---------------------------------------------------------------- responsiveness, identity, motion
+
+def test_response_summary() -> None:
+    levels = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    readback = np.array([[0.1, 0.0, 0.3], [1.0, 0.8, 0.0], [2.1, 1.5, 0.0], [2.8, 2.5, 0.0], [3.9, 1.9, 9.0]])
+    found = np.ones_like(readback, bool)
+    found[:, 2] = [True, True, True, True, False]  # the third face vanished at the top level
+    row = response_summary(levels, readback, found)
+    assert row["n"] == 2
+    assert row["mean_at_top"] == pytest.approx((3.9 + 1.9) / 2)
+    assert row["share_responsive"] == pytest.approx(0.5)
+    assert row["mean_at_zero"] == pytest.approx(0.4 / 3)
+    assert row["r"] == pytest.approx(pearson(np.repeat(levels, 3)[found.T.reshape(-1)[np.argsort(
+        np.tile(np.arange(5), 3), kind="stable")]], readback[found]), abs=1e-9)
+    flat = response_summary(levels, np.ones((5, 3)), np.ones((5, 3), bool))
+    assert flat["r"] is None and flat["share_responsive"] == 0.0
+
+
+def test_similarity_transform_recovers_a_similarity() -> None:
+    from pipelines.identity import TEMPLATE, similarity_transform
+
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = TEMPLATE @ (scale * rotation).T + shift
+    matrix = similarity_transform(TEMPLATE, moved)
+    np.testing.assert_allclose(matrix[:, :2], scale * rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
+
+
+def test_interleaved_grid_puts_the_previous_row_under_each_face() -> None:
+    faces, width = 3, 50
+    grid = np.full((HEADER_HEIGHT + faces * SIZE + (faces - 1) * 2, width, 3), 10, np.uint8)
+    previous = np.full_like(grid, 200)
+    out = interleave_grids(grid, previous, faces)
+    assert out.shape == (HEADER_HEIGHT + faces * (2 * SIZE + 1) + (faces - 1) * 4, width + 4, 3)
+    top = HEADER_HEIGHT
+    assert (out[top:top + SIZE, 4:] == 10).all() and (out[top + SIZE + 1:top + 2 * SIZE + 1, 4:] == 200).all()
+    assert (out[top + SIZE + 1:top + 2 * SIZE + 1, :4] == 128).all()  # the previous model's marker
+
+
+@pytest.fixture(scope="module")
+def sface(shared_dir: Path) -> Path:
+    pytest.importorskip("onnxruntime", reason="identity needs the eval extra (onnxruntime, onnx)")
+    pytest.importorskip("onnx", reason="identity needs the eval extra (onnxruntime, onnx)")
+    path = shared_dir / "models" / "sface" / "face_recognition_sface_2021dec_int8bq.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+def test_identity_responsiveness_and_comparison(dataset: Path, sface: Path, tmp_path: Path) -> None:
+    keep = _generator(tmp_path, "identity", identity=True)
+    report = _run(keep, dataset, tmp_path / "keep", limit=3, random_sets=0, responsiveness_faces=2,
+                  identity_model=sface, compare=_generator(tmp_path, "random", identity=False))
+    for name in PRESETS:  # nothing changes, so the identity is the input's
+        assert report["per_target"][name]["identity_cosine"] == pytest.approx(1.0, abs=1e-4)
+        assert report["per_target"][name]["identity_same_person"] == 1.0
+    response = report["responsiveness"]
+    assert response["faces"] == 2 and set(response["per_au"]) == set(report["au_error"]["observable"])
+    for row in response["per_au"].values():  # an unchanged face reads the same at every level
+        assert row["mean_at_top"] == pytest.approx(row["mean_at_zero"], abs=1e-5)
+        assert row["r"] is None or abs(row["r"]) < 1e-6  # faces differ, levels make no difference
+    assert "| AU12 |" in (tmp_path / "keep" / "metrics.md").read_text().split("Responsiveness")[1]
+    compare = read_image(tmp_path / "keep" / "grid_compare.png")
+    assert compare.shape[0] == HEADER_HEIGHT + 3 * (2 * SIZE + 1) + 2 * 4
+
+    paint = _generator(tmp_path, "paint", identity=False)
+    random_report = _run(paint, dataset, tmp_path / "paint_report", limit=3, random_sets=0,
+                         responsiveness_faces=2, identity_model=sface)
+    assert random_report["identity"]["presets"] < report["identity"]["presets"] - 0.1
+
+
+def test_motion_evaluation_warps_with_the_sets_rig(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from animator.train.data import load_split
+    from animator.train.motion import LANDMARKS_FILE, RIG_FILE, save_landmarks, save_rig
+    from pipelines.evaluate import AUReader
+
+    data = tmp_path / "set"
+    shutil.copytree(dataset, data)
+    faces = load_split(data, "test")
+    reader = AUReader()
+    points = np.stack([reader.locate(faces.image(i, SIZE))[0][:, :2] for i in range(len(faces))])
+    save_landmarks(data / LANDMARKS_FILE, faces.names, points)
+    rig = np.zeros((len(AU_NAMES), points.shape[1], 2), np.float32)
+    rig[AU_NAMES.index("AU26"), :, 1] = 1.0  # every point 1 px down per unit of jaw drop
+    save_rig(data / RIG_FILE, rig, SIZE, "test")
+    keep = _generator(tmp_path, "identity", identity=True)
+    plain = _run(keep, data, tmp_path / "plain", limit=2, random_sets=0, responsiveness_faces=0)
+    moved = _run(keep, data, tmp_path / "moved", limit=2, random_sets=0, responsiveness_faces=0,
+                 motion="rig")
+    assert plain["cycle"]["l1"] == 0.0
+    assert moved["per_target"]["surprise"]["cycle_l1"] > 0.0  # the warp moved the face and back
+    assert moved["per_target"]["surprise"]["cycle_l1"] < 0.02
+    assert moved["per_target"]["happy"]["change_face"] == 0.0  # the generator still keeps all
+    assert moved["settings"]["motion"] == "rig"

@@ -30,6 +30,11 @@ OPTIONS: tuple[tuple[str, object, str], ...] = (
     ("lambda_tv", float, "Attention total-variation weight (summed, as the official code) [1e-5]."),
     ("target_noise", float, "Noise half-width added to target AUs, /5 scale [0.1 = 0.5 AU]."),
     ("seed", int, "Random seed [0]."),
+    ("motion", click.Choice(["none", "rig"]), "What the generator sees: the crop (none, the paper) "
+                                              "or the crop warped towards the target by the set's "
+                                              "AU rig, as the renderer's motion stage does (rig) [none]."),
+    ("init_from", str, "Warm-start the generator from a model folder or file ('default': the "
+                       "shipped model)."),
     ("cache_limit_gb", float, "Largest decoded set kept in memory, GB [16]."),
     ("workers", int, "DataLoader workers when the set is streamed from disk [4]."),
     ("log_every", int, "Write a metrics row every N iterations [50]."),
@@ -60,6 +65,8 @@ def _options(function):
 @click.option("--cache", type=click.Choice(["auto", "memory", "device", "none"]), default=None,
               help="Where decoded faces live: GPU memory, host memory, or streamed from disk.")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips [on].")
+@click.option("--balance/--no-balance", default=None,
+              help="Draw faces and target AUs by how rare their AU intensities are [off].")
 @click.option("--channels-last/--no-channels-last", default=None, help="NHWC layout on GPU [on].")
 @click.option("--compile", "compile_", is_flag=True, default=None,
               help="torch.compile the generator (slow start, faster steps).")
@@ -69,7 +76,7 @@ def _options(function):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or log lines.")
 @_options
 def command(data: str, out: str, resume: bool, overwrite: bool, device: str, precision: str | None,
-            cache: str | None, flip: bool | None, channels_last: bool | None,
+            cache: str | None, flip: bool | None, balance: bool | None, channels_last: bool | None,
             compile_: bool | None, stop_at: int | None, quiet: bool, **options) -> None:
     """Train a GANimation generator on DATA (made by `animator prepare`, or any set in
     GANimation's layout). RUN/generator is ready for `animator render --checkpoint`.
@@ -79,7 +86,7 @@ def command(data: str, out: str, resume: bool, overwrite: bool, device: str, pre
     from pipelines.train import run
     from animator.train.loop import RunControl
 
-    options.update(precision=precision, cache=cache, flip=flip, channels_last=channels_last,
+    options.update(precision=precision, cache=cache, flip=flip, balance=balance, channels_last=channels_last,
                    compile=compile_ or None)
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     summary = run(data, out, options, RunControl(resume=resume, overwrite=overwrite, device=device,

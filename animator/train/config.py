@@ -15,12 +15,14 @@ from animator.errors import AnimatorError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 CACHES = ("auto", "memory", "device", "none")
+MOTIONS = ("none", "rig")
 
 # Options that decide what is learned: they must not change when a run is resumed.
 RUN_DEFINING = (
     "image_size", "g_conv_dim", "g_repeat_num", "d_conv_dim", "d_repeat_num", "batch_size",
     "lr_g", "lr_d", "beta1", "beta2", "critic_steps", "lambda_adv", "lambda_gp", "lambda_au",
-    "lambda_cyc", "lambda_mask", "lambda_tv", "target_noise", "flip", "seed",
+    "lambda_cyc", "lambda_mask", "lambda_tv", "target_noise", "flip", "seed", "motion", "balance",
+    "init_from",
 )
 
 
@@ -63,6 +65,12 @@ class TrainConfig:
     target_noise: float = 0.1
     flip: bool = True
     seed: int = 0
+    # what the generator learns from: "rig" warps each input towards its target with the set's
+    # AU rig first (animator.train.motion); balance draws faces and targets by AU rarity
+    # (animator.train.balance); init_from warm-starts the generator from a model folder
+    motion: str = "none"
+    balance: bool = False
+    init_from: str | None = None
     # speed
     precision: str = "auto"
     channels_last: bool = True
@@ -106,6 +114,8 @@ class TrainConfig:
                                 f"2**d_repeat_num={2 ** self.d_repeat_num}")
         if self.precision not in PRECISIONS:
             raise AnimatorError(f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.motion not in MOTIONS:
+            raise AnimatorError(f"motion={self.motion!r}: expected one of {', '.join(MOTIONS)}")
         if self.cache not in CACHES:
             raise AnimatorError(f"cache={self.cache!r}: expected one of {', '.join(CACHES)}")
 

@@ -213,10 +213,14 @@ def _resized(image: np.ndarray, size: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- batches
 
-def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
     """This rank's share of a seeded permutation of ``n`` samples for ``epoch`` (like
-    DistributedSampler: the same permutation on every rank, strided by rank)."""
+    DistributedSampler: the same permutation on every rank, strided by rank); with
+    ``weights``, ``n`` seeded draws with replacement by weight instead."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is not None:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)[rank::world]
     return torch.randperm(n, generator=generator)[rank::world]
 
 
@@ -240,13 +244,14 @@ class Batches:
 
     def __init__(self, faces: FaceSet, size: int, batch_size: int, device: torch.device,
                  seed: int, cache: str = "auto", cache_limit_gb: float = 16.0, workers: int = 4,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, weights: np.ndarray | None = None) -> None:
         if len(faces) // world < batch_size:
             raise AnimatorError(f"{faces.root}: {len(faces)} training faces are fewer than one "
                                 f"batch of {batch_size} per process")
         self.faces, self.size, self.batch_size = faces, size, batch_size
         self.device, self.seed, self.rank, self.world = device, seed, rank, world
         self.workers = workers
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.mode = resolve_cache(cache, len(faces) * size * size * 3, cache_limit_gb, device)
         self.images: torch.Tensor | None = None
         if self.mode != "none":
@@ -259,7 +264,7 @@ class Batches:
         return (len(self.faces) // self.world) // self.batch_size
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.faces), self.seed, epoch, self.rank, self.world)
+        order = epoch_order(len(self.faces), self.seed, epoch, self.rank, self.world, self.weights)
         order = order[: self.per_epoch * self.batch_size].view(self.per_epoch, self.batch_size)[start:]
         if self.images is None:
             yield from self._streamed(order)
@@ -300,15 +305,22 @@ def to_network(images: torch.Tensor, flip: torch.Tensor | None = None) -> torch.
     """uint8 (B,H,W,3) -> float (B,3,H,W) in [-1,1] laid out channels-last, optionally
     mirrored left-right where ``flip`` (B,) is true."""
     x = images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    if flip is not None:
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    return x.contiguous(memory_format=torch.channels_last)
+    return flip_where(x, flip).contiguous(memory_format=torch.channels_last)
 
 
-def sample_targets(aus: torch.Tensor, count: int, noise: float,
-                   generator: torch.Generator) -> torch.Tensor:
-    """Target AUs: other training samples' AUs plus U(-noise, noise) on the /5 scale, 0-5."""
-    rows = torch.randint(0, aus.shape[0], (count,), device=aus.device, generator=generator)
+def flip_where(x: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+    """(B,C,H,W) images mirrored left-right where ``flip`` (B,) is true (None: unchanged)."""
+    return x if flip is None else torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def sample_targets(aus: torch.Tensor, count: int, noise: float, generator: torch.Generator,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Target AUs: other training samples' AUs (drawn by ``weights`` when given) plus
+    U(-noise, noise) on the /5 scale, 0-5."""
+    if weights is None:
+        rows = torch.randint(0, aus.shape[0], (count,), device=aus.device, generator=generator)
+    else:
+        rows = torch.multinomial(weights, count, replacement=True, generator=generator)
     jitter = (torch.rand(count, aus.shape[1], device=aus.device, generator=generator) * 2 - 1)
     return (aus[rows] + jitter * (noise * AU_MAX)).clamp_(0.0, AU_MAX)
 

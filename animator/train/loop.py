@@ -54,9 +54,11 @@ from animator.model.inference import resolve_device
 from animator.outputs import atomic_output, check_output, mark_folder, writing
 from animator.progress import progress
 from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
-from animator.train.data import (Batches, FaceSet, dataset_summary, load_split, read_manifest,
-                                 sample_targets, to_network)
+from animator.train.balance import balance_weights
+from animator.train.data import (Batches, FaceSet, dataset_summary, flip_where, load_split,
+                                 read_manifest, sample_targets, to_network)
 from animator.train.losses import (LossWeights, critic_objective, generate, generator_objective)
+from animator.train.motion import LANDMARKS_FILE, RIG_FILE, WarpBatch, load_landmarks, load_rig
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator"
@@ -120,11 +122,16 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     """Networks, optimisers and the step; no files. ``step`` returns nothing: loss values stay
-    on the device and are summed there until ``pop_metrics`` (the only host sync)."""
+    on the device and are summed there until ``pop_metrics`` (the only host sync).
+
+    ``warp`` (motion mode) moves each input towards its target before the generator sees it;
+    ``target_weights`` (N,) draws target AUs from the pool by weight (balanced sampling)."""
 
     def __init__(self, config: TrainConfig, device: torch.device,
-                 ranks: Distributed = Distributed()) -> None:
+                 ranks: Distributed = Distributed(), warp: WarpBatch | None = None,
+                 target_weights: torch.Tensor | None = None) -> None:
         self.config, self.device, self.ranks = config, device, ranks
+        self.warp, self.target_weights = warp, target_weights
         self.generator = Generator(GeneratorConfig(
             image_size=config.image_size, conv_dim=config.g_conv_dim, repeat_num=config.g_repeat_num))
         self.critic = Critic(CriticConfig(
@@ -160,24 +167,24 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype,
                               enabled=self.amp_dtype != torch.float32)
 
-    def step(self, images: torch.Tensor, source_aus: torch.Tensor, target_pool: torch.Tensor) -> None:
-        """One iteration on a uint8 (B,H,W,3) batch with its AUs; targets drawn from the pool."""
+    def step(self, images: torch.Tensor, source_aus: torch.Tensor, target_pool: torch.Tensor,
+             landmarks: torch.Tensor | None = None) -> None:
+        """One iteration on a uint8 (B,H,W,3) batch with its AUs (and crop landmarks (B,P,2) in
+        motion mode); targets drawn from the pool."""
         config, batch = self.config, images.shape[0]
         flip = (torch.rand(batch, device=self.device, generator=self.rng) < 0.5) if config.flip else None
-        real = to_network(images, flip)
-        if self.memory_format is not torch.channels_last:
-            real = real.contiguous()
-        target = sample_targets(target_pool, batch, config.target_noise, self.rng)
+        target = sample_targets(target_pool, batch, config.target_noise, self.rng, self.target_weights)
         alpha = torch.rand(batch, 1, 1, 1, device=self.device, generator=self.rng)
         train_generator = (self.iteration + 1) % config.critic_steps == 0
+        real, inputs, back = self.inputs(images, source_aus, target, flip, landmarks)
 
         with self.autocast():
             if train_generator:
-                forward = generate(self.g_forward, real, target)
+                forward = generate(self.g_forward, inputs, target)
                 fake = forward[2]
             else:
                 with torch.no_grad():
-                    fake = generate(self.g_forward, real, target)[2]
+                    fake = generate(self.g_forward, inputs, target)[2]
             d_loss, d_parts = critic_objective(self.critic, real, fake, source_aus, alpha, self.weights)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -190,7 +197,7 @@ class Trainer:
             with self.autocast():
                 g_loss, g_parts = generator_objective(
                     self.g_forward, self.critic, real, source_aus, target, self.weights,
-                    forward=forward, tv_scale=float(self.ranks.world))
+                    forward=forward, tv_scale=float(self.ranks.world), back=back)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self._average_gradients(self.generator)
@@ -198,6 +205,45 @@ class Trainer:
             self.critic.requires_grad_(True)
             self._accumulate(g_parts, "g")
         self.iteration += 1
+
+    def inputs(self, images: torch.Tensor, source_aus: torch.Tensor, target: torch.Tensor,
+               flip: torch.Tensor | None, landmarks: torch.Tensor | None = None):
+        """(real faces, what the generator sees, the cycle's way back or None), all mirrored
+        where ``flip``. Motion mode warps the unmirrored face with its own landmarks towards
+        ``target``; the way back un-mirrors a generated face, moves it back from the moved
+        landmarks by the opposite moves and mirrors it again."""
+        if self.warp is None:
+            real = self._layout(to_network(images, flip))
+            return real, real, None
+        if landmarks is None:
+            raise AnimatorError("motion mode needs the crop landmarks of every face")
+        face = to_network(images)
+        with torch.no_grad():
+            warped, moves = self.warp(face, landmarks, source_aus, target)
+
+        def back(fake: torch.Tensor) -> torch.Tensor:
+            returned = self.warp.apply(flip_where(fake, flip), landmarks + moves, -moves)
+            return self._layout(flip_where(returned, flip))
+
+        return self._layout(flip_where(face, flip)), self._layout(flip_where(warped, flip)), back
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format if self.memory_format is torch.channels_last
+                            else torch.contiguous_format)
+
+    def init_generator(self, path: str) -> None:
+        """Warm start: the generator's weights from a model folder or file of the same shape
+        (``"default"``: the shipped model)."""
+        from animator.model.checkpoint import load_state
+
+        state, model_config = load_state(None if path == "default" else path)
+        if model_config.generator != self.generator.config:
+            raise AnimatorError(f"--init-from {path}: generator {model_config.generator} differs "
+                                f"from this run's {self.generator.config}")
+        self.generator.load_state_dict(state)
+        if self.ranks.active:
+            for tensor in self.generator.state_dict().values():
+                dist.broadcast(tensor, 0)
 
     def _average_gradients(self, module: torch.nn.Module) -> None:
         if not self.ranks.active:
@@ -297,6 +343,7 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
     # read the data set first: a bad DATA must not leave a half-made run folder behind
     train_set = load_split(data, "train")
     test_set = load_split(data, "test")
+    motion = motion_inputs(data, config, train_set, test_set, device)
     state = _open_run(out, data, config, control, ranks) if ranks.main else None
     if ranks.active:
         box = [state["config"] if state else None, state is not None]
@@ -313,13 +360,18 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(config.seed + ranks.rank)
 
+    weights = balance_weights(train_set.aus) if config.balance else None
     batches = Batches(train_set, config.image_size, config.batch_size // ranks.world, device,
                       config.seed, config.cache, config.cache_limit_gb, config.workers,
-                      ranks.rank, ranks.world)
+                      ranks.rank, ranks.world, weights)
     per_epoch = batches.per_epoch
     total = config.total_iterations(per_epoch)
     decay_start = config.decay_start(per_epoch)
-    trainer = Trainer(config, device, ranks)
+    trainer = Trainer(config, device, ranks, motion.warp if motion else None,
+                      None if weights is None else torch.as_tensor(weights, device=device))
+    if config.init_from and state is None:
+        trainer.init_generator(config.init_from)
+        log(f"generator warm-started from {config.init_from}")
     elapsed_before = 0.0
     if state is not None:
         if state["train_faces"] != len(train_set) or state["world"] != ranks.world:
@@ -340,7 +392,13 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
         log(f"training on {len(train_set)} faces ({len(test_set)} held out), {device}, "
             f"{str(trainer.amp_dtype).replace('torch.', '')}, data cache: {batches.mode}; "
             f"{per_epoch} iterations per epoch, {total} in all (decay from {decay_start})")
-    viewer = _Viewer(test_set if len(test_set) else train_set, config, device) if ranks.main else None
+    viewer = None
+    if ranks.main:
+        shown = test_set if len(test_set) else train_set
+        shown_landmarks = None
+        if motion is not None:
+            shown_landmarks = motion.test_landmarks if len(test_set) else motion.train_landmarks.cpu()
+        viewer = _Viewer(shown, config, device, shown_landmarks)
     metrics = _Metrics(out / METRICS, trainer.iteration) if ranks.main else None
 
     budget = config.max_minutes * 60.0 if config.max_minutes is not None else math.inf
@@ -359,7 +417,8 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
             it = trainer.iteration
             trainer.set_learning_rates(learning_rate(config.lr_g, it, total, decay_start),
                                        learning_rate(config.lr_d, it, total, decay_start))
-            trainer.step(images, batches.aus[rows], batches.aus)
+            trainer.step(images, batches.aus[rows], batches.aus,
+                         motion.train_landmarks[rows] if motion else None)
             it += 1
             window_iters += 1
             bar.update(1)
@@ -421,6 +480,25 @@ def _train(data: Path, out: Path, config: TrainConfig, control: RunControl, rank
         log(f"stopped ({stop_reason}) at iteration {trainer.iteration}/{total}; "
             f"generator in {out / GENERATOR}")
     return summary
+
+
+@dataclass
+class _Motion:
+    warp: WarpBatch
+    train_landmarks: torch.Tensor  # (N,P,2) on the device, in training-set order
+    test_landmarks: torch.Tensor   # (M,P,2) on the CPU
+
+
+def motion_inputs(data: Path, config: TrainConfig, train_set: FaceSet, test_set: FaceSet,
+                   device: torch.device) -> _Motion | None:
+    """The set's rig and crop landmarks (scaled to the training size) for ``--motion rig``."""
+    if config.motion == "none":
+        return None
+    rig = load_rig(data / RIG_FILE)
+    scale = config.image_size / rig.size
+    train = load_landmarks(data / LANDMARKS_FILE, train_set.names) * scale
+    test = load_landmarks(data / LANDMARKS_FILE, test_set.names) * scale
+    return _Motion(rig.to(device), torch.from_numpy(train).to(device), torch.from_numpy(test))
 
 
 def _agree(ranks: Distributed, device: torch.device, stop: bool, save: bool) -> tuple[bool, bool]:
@@ -602,9 +680,11 @@ class _Metrics:
 class _Viewer:
     """Held-out metrics and sample grids from a fixed set of faces and targets."""
 
-    def __init__(self, faces: FaceSet, config: TrainConfig, device: torch.device) -> None:
+    def __init__(self, faces: FaceSet, config: TrainConfig, device: torch.device,
+                 landmarks: torch.Tensor | None = None) -> None:
         self.device, self.config = device, config
         count = min(len(faces), config.eval_images)
+        self.landmarks = None if landmarks is None else landmarks[:count]
         self.images = torch.from_numpy(np.stack([faces.image(i, config.image_size) for i in range(count)])
                                        if count else np.zeros((0, config.image_size, config.image_size, 3), np.uint8))
         self.aus = torch.from_numpy(faces.aus[:count])
@@ -625,12 +705,12 @@ class _Viewer:
             images = self.images[start:start + 50].to(self.device)
             source = self.aus[start:start + 50].to(self.device)
             target = self.targets[start:start + 50].to(self.device)
-            real = to_network(images)
+            real, inputs, way_back = trainer.inputs(images, source, target, None, self._landmarks(start, 50))
             with trainer.autocast():
-                attention, _, fake = generate(trainer.generator, real, target)
+                attention, _, fake = generate(trainer.generator, inputs, target)
                 _, fake_pred = trainer.critic(fake)
                 _, real_pred = trainer.critic(real)
-                _, _, back = generate(trainer.generator, fake, source)
+                _, _, back = generate(trainer.generator, fake if way_back is None else way_back(fake), source)
             n = images.shape[0]
             sums += torch.stack([
                 (fake_pred.float() - target).abs().mean() * n,
@@ -646,11 +726,12 @@ class _Viewer:
             return
         n = len(self.grid_targets)
         images = self.images[:n].to(self.device)
-        real = to_network(images)
         target = self.grid_targets.to(self.device)
+        source = self.aus[:n].to(self.device)
+        _, inputs, way_back = trainer.inputs(images, source, target, None, self._landmarks(0, n))
         with trainer.autocast():
-            attention, color, fake = generate(trainer.generator, real, target)
-            _, _, back = generate(trainer.generator, fake, self.aus[:n].to(self.device))
+            attention, color, fake = generate(trainer.generator, inputs, target)
+            _, _, back = generate(trainer.generator, fake if way_back is None else way_back(fake), source)
         size = self.config.image_size
         rows = []
         for i in range(n):
@@ -661,6 +742,12 @@ class _Viewer:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, overwrite=True) as tmp:
             write_image(tmp, np.concatenate(rows, axis=0))
+
+
+    def _landmarks(self, start: int, count: int) -> torch.Tensor | None:
+        if self.landmarks is None:
+            return None
+        return self.landmarks[start:start + count].to(self.device)
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:

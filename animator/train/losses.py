@@ -104,16 +104,19 @@ def generator_objective(generator: Networks, critic: Networks, images: torch.Ten
                         source_aus: torch.Tensor, target_aus: torch.Tensor, weights: LossWeights,
                         forward: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                         tv_scale: float = 1.0,
+                        back: Callable[[torch.Tensor], torch.Tensor] | None = None,
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: fool the critic, hit the target AUs, come back with the SOURCE AUs.
 
-    ``forward`` reuses an already computed ``generate(generator, images, target_aus)``.
+    ``forward`` reuses an already computed ``generate(generator, inputs, target_aus)`` (in
+    motion mode the inputs are the warped ``images``). ``back`` maps the generated face to the
+    cycle's input (motion mode warps it back to the source AUs; None: the face itself).
     ``tv_scale`` multiplies the summed total variation (data-parallel ranks pass the world
     size, so averaging gradients over ranks keeps the sum over the global batch).
     """
     attention, color, fake = forward if forward is not None else generate(generator, images, target_aus)
     fake_scores, fake_pred = critic(fake)
-    back_attention, _, reconstruction = generate(generator, fake, source_aus)
+    back_attention, _, reconstruction = generate(generator, fake if back is None else back(fake), source_aus)
     adv = generator_adversarial(fake_scores)
     au = au_regression(fake_pred, target_aus)
     cyc = cycle_l1(reconstruction, images)
