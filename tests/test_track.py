@@ -167,3 +167,26 @@ def test_box_iou():
     a = np.array([[0, 0, 10, 10]], np.float32)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
     np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 1 / 3, 0.0], atol=1e-6)
+
+
+REAL_CLIPS = ("media/single_face.mp4", *(f"datasets/expression-clips/{n}.mp4"
+                                         for n in ("d0", "d3", "d6", "d9", "d13", "d14")))
+
+
+@pytest.mark.parametrize("clip", REAL_CLIPS)
+def test_real_clips_keep_one_face_on_every_frame(shared_dir, clip):
+    """The example clip and the six expression clips (first 45 frames, where smiles, blinks,
+    brows and open jaws start): one ID, a face on every frame, and the cheap re-check (a
+    160 px region) finds the box a full-frame detection finds."""
+    from animator.media.decode import iter_frames
+
+    path = shared_dir / clip
+    frames = [(f.index, f.time, f.rgb) for f, _ in zip(iter_frames(path), range(45))]
+    detector = FaceDetector()
+    tracks = track_video(frames, detector, MeshLandmarker())
+    assert tracks.track_ids == [0]
+    assert [o.frame_index for o in tracks.track(0)] == [i for i, _, _ in frames]
+    assert not any(o.interpolated for o in tracks.track(0))
+    full = np.stack([detector.detect(rgb)[0].box for _, _, rgb in frames])
+    iou = np.diag(box_iou(np.stack([o.box for o in tracks.track(0)]), full))
+    assert iou.min() >= 0.8 and np.median(iou) >= 0.9, iou.round(3)
