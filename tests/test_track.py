@@ -190,3 +190,17 @@ def test_real_clips_keep_one_face_on_every_frame(shared_dir, clip):
     full = np.stack([detector.detect(rgb)[0].box for _, _, rgb in frames])
     iou = np.diag(box_iou(np.stack([o.box for o in tracks.track(0)]), full))
     assert iou.min() >= 0.8 and np.median(iou) >= 0.9, iou.round(3)
+
+
+@pytest.mark.parametrize("cutoff, padlen", [(0.13, 38), (0.5, 9), (0.9, 3)])
+def test_numpy_filtfilt_matches_scipy(cutoff, padlen):
+    signal = pytest.importorskip("scipy.signal", reason="scipy is the reference")
+    from animator.faces.smooth import butter_lowpass, filtfilt
+
+    b, a = butter_lowpass(cutoff)
+    b_ref, a_ref = signal.butter(2, cutoff)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a, a_ref, rtol=1e-12, atol=1e-15)
+    x = np.cumsum(np.random.default_rng(1).normal(size=(80, 5, 2)), axis=0)
+    np.testing.assert_allclose(filtfilt(b, a, x, padlen),
+                               signal.filtfilt(b_ref, a_ref, x, axis=0, padlen=padlen), rtol=1e-9, atol=1e-9)
