@@ -43,7 +43,7 @@ def model_options(func):
 
 def encode_options(func):
     """--codec, --crf, --preset (``animator render`` and ``morph``)."""
-    func = click.option("--preset", default="medium", show_default=True,
+    func = click.option("--preset", default="veryfast", show_default=True,
                         help="x264/x265 speed preset.")(func)
     func = click.option("--crf", type=int, default=18, show_default=True,
                         help="Constant quality (lower is better; x264/x265/VP9).")(func)
