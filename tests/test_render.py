@@ -293,6 +293,23 @@ def test_batched_by_respects_limits():
     assert [g for g in groups] == [[2, 0, 1], [3, 0, 0], [0, 0], [5]]
 
 
+def test_render_with_model_fast_uses_the_fast_folder(clip, keys, tiny_model, tmp_path, monkeypatch):
+    import pipelines.render
+    from animator.cli import options
+
+    monkeypatch.setitem(options.MODELS, "fast", tiny_model)
+    loaded = []
+    load = pipelines.render._load_editor
+    monkeypatch.setattr(pipelines.render, "_load_editor", lambda path, *a: loaded.append(path) or load(path, *a))
+    result = run("render", clip, "--keyframes", keys, "-o", tmp_path / "out.mp4", "--model", "fast",
+                 "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert loaded == [tiny_model] and json.loads(result.stdout)["faces_edited"] > 0
+    refused = run("render", clip, "--keyframes", keys, "-o", tmp_path / "again.mp4", "--model", "fast",
+                  "--checkpoint", tiny_model)
+    assert refused.exit_code == 1 and "give one of them" in refused.output
+
+
 def test_model_option_names_a_shipped_generator(tmp_path, monkeypatch):
     from animator.cli import options
 

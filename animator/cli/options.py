@@ -49,13 +49,13 @@ def model_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:
     return folder
 
 
-def model_options(func):
+def model_options(command):
     """--model, --checkpoint, --batch-size, --device (``animator render`` and ``morph``); the
     command receives the chosen generator as ``checkpoint``."""
 
-    @functools.wraps(func)
+    @functools.wraps(command)
     def with_model(*args, model: str | None, checkpoint: Path | None, **kwargs):
-        return func(*args, checkpoint=model_checkpoint(model, checkpoint), **kwargs)
+        return command(*args, checkpoint=model_checkpoint(model, checkpoint), **kwargs)
 
     func = click.option("--model", type=click.Choice(list(MODELS)), default=None,
                         help="A shipped generator: full (the default) or fast (small, distilled "
