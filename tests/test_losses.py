@@ -115,3 +115,19 @@ def test_critic_objective_sums_its_weighted_terms():
     assert parts["d_au"].item() == pytest.approx((0.5 / 5) ** 2, rel=1e-5)
     assert total.item() == pytest.approx(
         (parts["d_adv"] + 160 * parts["d_au"] + 10 * parts["d_gp"]).item(), rel=1e-5)
+
+
+def test_distillation_adds_the_weighted_l1_to_the_teachers_masks():
+    generator = RecordingGenerator()  # A = 0.25, C = 0 everywhere
+    critic = LinearCritic((3, 4, 4))
+    images = torch.rand(2, 3, 4, 4) * 2 - 1
+    source, target = torch.full((2, 17), 1.0), torch.full((2, 17), 4.0)
+    teacher = (torch.full((2, 1, 4, 4), 0.75), torch.full((2, 3, 4, 4), -0.5))
+    plain_total, plain = generator_objective(generator, critic, images, source, target,
+                                             LossWeights(distill=7.0))
+    total, parts = generator_objective(generator, critic, images, source, target,
+                                       LossWeights(distill=7.0), teacher=teacher)
+    assert "g_distill" not in plain
+    assert parts["g_distill"].item() == pytest.approx(0.5 + 0.5)  # |0.25-0.75| + |0-(-0.5)|
+    assert total.item() == pytest.approx(plain_total.item() + 7.0, rel=1e-6)
+    assert parts["g_total"] is total

@@ -211,4 +211,4 @@ def test_encode_plan_checks_options():
         plan_encoding("a.mp4", 160, 120, EncodeOptions(preset="warp"))
     plan = plan_encoding("a.mp4", 160, 120)
     assert (plan.codec, plan.pix_fmt, plan.options["crf"], plan.options["preset"]) == (
-        "libx264", "yuv420p", "18", "medium")
+        "libx264", "yuv420p", "18", "veryfast")

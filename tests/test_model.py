@@ -10,8 +10,11 @@ from torch import nn
 from animator.aus import N_AUS
 from animator.errors import AnimatorError
 from animator.model.critic import Critic, CriticConfig
-from animator.model.generator import Generator, GeneratorConfig, compose
-from animator.model.inference import FaceEditor, bf16_is_fast, resolve_device, resolve_precision
+from animator.media.images import read_image
+from animator.model.checkpoint import load_generator
+from animator.model.generator import N_SAMPLING, Generator, GeneratorConfig, compose
+from animator.model.inference import (FaceEditor, bf16_is_fast, instance_to_group_norm, resolve_device,
+                                      resolve_precision)
 
 SMALL = GeneratorConfig(image_size=32, conv_dim=8, repeat_num=2)
 
@@ -194,6 +197,46 @@ def test_bf16_agrees_with_fp32_on_cpu(face_image):
     assert diff.max() <= 8 and diff.mean() <= 1.0
     assert np.abs(fp32.attention - bf16.attention).max() <= 0.05
     assert np.abs(fp32.color - bf16.color).mean() <= 2.0
+
+
+def test_group_norm_form_is_the_same_function():
+    """InstanceNorm -> GroupNorm(C, C) keeps every output, parameter name and value."""
+    generator = _generator()
+    images, aus = _inputs(3, 32)
+    with torch.no_grad():
+        before = generator(images, aus)
+        names = dict(generator.state_dict())
+        converted = instance_to_group_norm(generator)
+        after = converted(images, aus)
+    assert not any(isinstance(m, nn.InstanceNorm2d) for m in converted.modules())
+    assert sum(isinstance(m, nn.GroupNorm) for m in converted.modules()) == 1 + 2 * N_SAMPLING + 2 * SMALL.repeat_num
+    assert all(torch.equal(names[k], v) for k, v in converted.state_dict().items())
+    assert set(names) == set(converted.state_dict())
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, atol=2e-6, rtol=1e-5)
+
+
+def test_shipped_model_outputs_are_unchanged_on_real_crops(shared_dir):
+    """The fast path against the reference: the shipped generator as trained (InstanceNorm,
+    NCHW, fp32, plain PyTorch) on 24 real face crops with random targets. Stated tolerance of
+    the GroupNorm + channels_last path: fp32 within 1/255 per pixel (mean below 0.01/255);
+    bf16 within 4/255 (mean below 0.1/255); attention within 1e-3 (fp32) and 0.03 (bf16)."""
+    folder = shared_dir / "datasets" / "au-calibration" / "eric_andre"
+    crops = np.stack([read_image(folder / f"{i}.jpg") for i in range(1, 25)])
+    aus = np.random.default_rng(0).uniform(0, 5, (len(crops), N_AUS)).astype(np.float32)
+    reference, _ = load_generator(None)
+    pixels = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        attention, color = reference.eval()(pixels / 127.5 - 1, torch.from_numpy(aus))
+        color = ((color + 1) * 127.5).clamp(0, 255)
+        expected = (compose(pixels, attention, color).round().clamp(0, 255).byte()
+                    .permute(0, 2, 3, 1).numpy())
+    limits = {"fp32": (1, 0.01, 1e-3), "bf16": (4, 0.1, 0.03)}
+    for precision, (max_diff, mean_diff, attention_diff) in limits.items():
+        result = FaceEditor.from_checkpoint(None, "cpu", precision).edit(crops, aus)
+        diff = np.abs(result.output.astype(np.int16) - expected)
+        assert diff.max() <= max_diff and diff.mean() <= mean_diff, precision
+        assert np.abs(result.attention - attention[:, 0].numpy()).max() <= attention_diff, precision
 
 
 def test_editor_validates_inputs():

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from animator.cli import cli
+from animator.errors import AnimatorError
 from animator.media.decode import iter_frames, probe
 from animator.outputs import MARKER
 from pipelines.stages import Stages, batched_by
@@ -293,3 +294,36 @@ def test_stages_reraise_and_stop_every_producer():
 def test_batched_by_respects_limits():
     groups = list(batched_by([2, 0, 1, 3, 0, 0, 0, 0, 5], lambda n: n, limit=3, max_items=3))
     assert [g for g in groups] == [[2, 0, 1], [3, 0, 0], [0, 0], [5]]
+
+
+def test_render_with_model_fast_uses_the_fast_folder(clip, keys, tiny_model, tmp_path, monkeypatch):
+    import pipelines.render
+    from animator.cli import options
+
+    monkeypatch.setitem(options.MODELS, "fast", tiny_model)
+    loaded = []
+    load = pipelines.render._load_editor
+    monkeypatch.setattr(pipelines.render, "_load_editor", lambda path, *a: loaded.append(path) or load(path, *a))
+    result = run("render", clip, "--keyframes", keys, "-o", tmp_path / "out.mp4", "--model", "fast",
+                 "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert loaded == [tiny_model] and json.loads(result.stdout)["faces_edited"] > 0
+    refused = run("render", clip, "--keyframes", keys, "-o", tmp_path / "again.mp4", "--model", "fast",
+                  "--checkpoint", tiny_model)
+    assert refused.exit_code == 1 and "give one of them" in refused.output
+
+
+def test_model_option_names_a_shipped_generator(tmp_path, monkeypatch):
+    from animator.cli import options
+
+    assert options.model_checkpoint(None, None) is None
+    assert options.model_checkpoint(None, tmp_path) == tmp_path
+    assert options.model_checkpoint("full", None) == options.MODELS["full"]
+    monkeypatch.setitem(options.MODELS, "fast", tmp_path / "fast_model")
+    with pytest.raises(AnimatorError, match="--model fast: .*fast_model is not part of this installation"):
+        options.model_checkpoint("fast", None)
+    (tmp_path / "fast_model").mkdir()
+    (tmp_path / "fast_model" / "config.json").write_text("{}")
+    assert options.model_checkpoint("fast", None) == tmp_path / "fast_model"
+    with pytest.raises(AnimatorError, match="give one of them"):
+        options.model_checkpoint("fast", tmp_path)

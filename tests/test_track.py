@@ -167,3 +167,40 @@ def test_box_iou():
     a = np.array([[0, 0, 10, 10]], np.float32)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
     np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 1 / 3, 0.0], atol=1e-6)
+
+
+REAL_CLIPS = ("media/single_face.mp4", *(f"datasets/expression-clips/{n}.mp4"
+                                         for n in ("d0", "d3", "d6", "d9", "d13", "d14")))
+
+
+@pytest.mark.parametrize("clip", REAL_CLIPS)
+def test_real_clips_keep_one_face_on_every_frame(shared_dir, clip):
+    """The example clip and the six expression clips (first 45 frames, where smiles, blinks,
+    brows and open jaws start): one ID, a face on every frame, and the cheap re-check (a
+    160 px region) finds the box a full-frame detection finds."""
+    from animator.media.decode import iter_frames
+
+    path = shared_dir / clip
+    frames = [(f.index, f.time, f.rgb) for f, _ in zip(iter_frames(path), range(45))]
+    detector = FaceDetector()
+    tracks = track_video(frames, detector, MeshLandmarker())
+    assert tracks.track_ids == [0]
+    assert [o.frame_index for o in tracks.track(0)] == [i for i, _, _ in frames]
+    assert not any(o.interpolated for o in tracks.track(0))
+    full = np.stack([detector.detect(rgb)[0].box for _, _, rgb in frames])
+    iou = np.diag(box_iou(np.stack([o.box for o in tracks.track(0)]), full))
+    assert iou.min() >= 0.8 and np.median(iou) >= 0.9, iou.round(3)
+
+
+@pytest.mark.parametrize("cutoff, padlen", [(0.13, 38), (0.5, 9), (0.9, 3)])
+def test_numpy_filtfilt_matches_scipy(cutoff, padlen):
+    signal = pytest.importorskip("scipy.signal", reason="scipy is the reference")
+    from animator.faces.smooth import butter_lowpass, filtfilt
+
+    b, a = butter_lowpass(cutoff)
+    b_ref, a_ref = signal.butter(2, cutoff)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a, a_ref, rtol=1e-12, atol=1e-15)
+    x = np.cumsum(np.random.default_rng(1).normal(size=(80, 5, 2)), axis=0)
+    np.testing.assert_allclose(filtfilt(b, a, x, padlen),
+                               signal.filtfilt(b_ref, a_ref, x, axis=0, padlen=padlen), rtol=1e-9, atol=1e-9)

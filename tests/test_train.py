@@ -15,10 +15,12 @@ from click.testing import CliRunner
 from animator.cli import cli
 from animator.errors import AnimatorError
 from animator.media.images import write_image
-from animator.model.checkpoint import load_generator
-from animator.train.config import TrainConfig, learning_rate
+from animator.model.checkpoint import ModelConfig, load_generator, save_generator
+from animator.model.generator import Generator, GeneratorConfig
+from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
 from animator.train.data import (epoch_order, load_split, read_aus, read_ids, sample_targets,
                                  split_of, to_network, write_aus, write_ids)
+from animator.train.losses import distillation_l1
 from animator.train.loop import RunControl, train
 
 TINY = dict(image_size=32, g_conv_dim=8, g_repeat_num=1, d_conv_dim=8, d_repeat_num=5,
@@ -226,3 +228,40 @@ def test_time_budget_stops_early_and_still_exports(toy_set, tmp_path):
     summary = _run(toy_set, run, steps=1000, max_minutes=0.01)  # 0.6 s, less than the export reserve
     assert summary["stopped"] == "time budget" and 1 <= summary["iterations"] < 1000
     assert (run / "generator" / "config.json").is_file() and (run / "checkpoint.pt").is_file()
+
+
+def _teacher(path: Path, image_size: int = 32) -> Path:
+    """A small random generator saved as a model folder, with non-trivial masks."""
+    torch.manual_seed(5)
+    config = GeneratorConfig(image_size=image_size, conv_dim=8, repeat_num=1)
+    return save_generator(Generator(config), ModelConfig(generator=config), path)
+
+
+def _distance_to_teacher(student: Path, teacher: Path, data: Path) -> float:
+    """distillation_l1 of two model folders on the held-out toy faces with fixed targets."""
+    faces = load_split(data, "test")
+    images = to_network(torch.from_numpy(np.stack([faces.image(i, 32) for i in range(len(faces))])))
+    targets = torch.from_numpy(np.random.default_rng(4).uniform(0, 5, (len(faces), 17)).astype(np.float32))
+    with torch.no_grad():
+        return distillation_l1(*load_generator(student)[0].eval()(images, targets),
+                               *load_generator(teacher)[0].eval()(images, targets)).item()
+
+
+def test_distillation_pulls_the_student_to_the_teacher(toy_set, tmp_path):
+    teacher = _teacher(tmp_path / "teacher")
+    fast = dict(steps=20, critic_steps=1, lr_g=2e-3, epochs=1, decay_epochs=0)
+    _run(toy_set, tmp_path / "plain", **fast)
+    _run(toy_set, tmp_path / "distilled", distill_from=str(teacher), lambda_distill=100.0, **fast)
+    plain = _distance_to_teacher(tmp_path / "plain" / "generator", teacher, toy_set)
+    distilled = _distance_to_teacher(tmp_path / "distilled" / "generator", teacher, toy_set)
+    assert distilled < 0.5 * plain
+    rows = _metrics(tmp_path / "distilled")
+    assert all(np.isfinite(float(r["g_distill"])) for r in rows if r["g_distill"])
+    assert all(r["g_distill"] == "" for r in _metrics(tmp_path / "plain"))
+
+
+def test_distillation_refuses_a_teacher_of_another_size(toy_set, tmp_path):
+    teacher = _teacher(tmp_path / "teacher64", image_size=64)
+    with pytest.raises(AnimatorError, match="teacher works at 64 px, this run at 32 px"):
+        _run(toy_set, tmp_path / "run", distill_from=str(teacher))
+    assert "distill_from" in RUN_DEFINING and "lambda_distill" in RUN_DEFINING

@@ -3,11 +3,17 @@ ranges agree. Where the wording depends on the command, a factory takes the help
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 
+from animator.errors import AnimatorError
+
 DEVICES = ("auto", "cpu", "cuda", "mps")  # as animator.model.inference (not imported: torch)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+# --model: the shipped generators (as animator.model.checkpoint.DEFAULT_MODEL_DIR; not imported: torch)
+MODELS = {"full": ASSETS / "default_model", "fast": ASSETS / "fast_model"}
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 
@@ -38,8 +44,30 @@ motion_option = click.option(
          "models, none for imported checkpoints).")
 
 
-def model_options(func):
-    """--checkpoint, --batch-size, --device (``animator render`` and ``morph``)."""
+def model_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:
+    """The generator ``--model`` names, or ``--checkpoint`` (None: the default model)."""
+    if model is None:
+        return checkpoint
+    if checkpoint is not None:
+        raise AnimatorError("--model and --checkpoint both name a generator: give one of them")
+    folder = MODELS[model]
+    if not (folder / "config.json").is_file():
+        raise AnimatorError(f"--model {model}: {folder} is not part of this installation "
+                            f"(the {model} generator is not shipped yet); use --model full")
+    return folder
+
+
+def model_options(command):
+    """--model, --checkpoint, --batch-size, --device (``animator render`` and ``morph``); the
+    command receives the chosen generator as ``checkpoint``."""
+
+    @functools.wraps(command)
+    def with_model(*args, model: str | None, checkpoint: Path | None, **kwargs):
+        return command(*args, checkpoint=model_checkpoint(model, checkpoint), **kwargs)
+
+    func = click.option("--model", type=click.Choice(list(MODELS)), default=None,
+                        help="A shipped generator: full (the default) or fast (small, distilled "
+                             "from full for CPUs).")(with_model)
     func = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                         help="Where the generator runs.")(func)
     func = click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -56,7 +84,7 @@ def encode_options(func):
                         help="H.264/H.265 with an odd width or height: pad one edge pixel (or "
                              "crop one) for yuv420p, which browsers and phones play, or keep "
                              "the size as 4:4:4.")(func)
-    func = click.option("--preset", default="medium", show_default=True,
+    func = click.option("--preset", default="veryfast", show_default=True,
                         help="x264/x265 speed preset.")(func)
     func = click.option("--crf", type=int, default=18, show_default=True,
                         help="Constant quality (lower is better; x264/x265/VP9).")(func)

@@ -28,6 +28,9 @@ OPTIONS: tuple[tuple[str, object, str], ...] = (
     ("lambda_cyc", float, "Cycle (reconstruction) L1 weight [10]."),
     ("lambda_mask", float, "Attention mean weight [0.1]."),
     ("lambda_tv", float, "Attention total-variation weight (summed, as the official code) [1e-5]."),
+    ("distill_from", click.Path(exists=True, resolve_path=True),
+     "Distil this generator (model folder or checkpoint): its A and C become targets too."),
+    ("lambda_distill", float, "Weight of the L1 to the teacher's A and C, with --distill-from [10]."),
     ("target_noise", float, "Noise half-width added to target AUs, /5 scale [0.1 = 0.5 AU]."),
     ("seed", int, "Random seed [0]."),
     ("motion", click.Choice(["none", "rig"]), "What the generator sees: the crop (none, the paper) "

@@ -60,10 +60,11 @@ class FaceDetector:
             self._net = cv2.FaceDetectorYN.create(str(YUNET_MODEL), "", (320, 320),
                                                   score_threshold, nms_threshold, top_k)
 
-    def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
-        """All faces scoring at least ``score_threshold``, largest first."""
+    def detect(self, frame_rgb: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """All faces scoring at least ``score_threshold``, largest first; the image is shrunk
+        to ``max_side`` pixels on its longer side first (default: the detector's)."""
         h, w = frame_rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, (max_side or self.max_side) / max(h, w))
         image = frame_rgb
         if scale < 1.0:
             image = cv2.resize(frame_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
@@ -84,15 +85,17 @@ class FaceDetector:
         detections.sort(key=lambda d: d.area, reverse=True)
         return detections
 
-    def detect_region(self, frame_rgb: np.ndarray, region: np.ndarray) -> list[Detection]:
+    def detect_region(self, frame_rgb: np.ndarray, region: np.ndarray,
+                      max_side: int | None = None) -> list[Detection]:
         """Faces inside ``region`` [x0, y0, x1, y1] only (clipped to the frame), in frame
-        pixels: the cheap re-check a tracker makes around a face it already follows."""
+        pixels: the cheap re-check a tracker makes around a face it already follows. The
+        region is shrunk to ``max_side`` pixels first (default: the detector's)."""
         h, w = frame_rgb.shape[:2]
         x0, y0 = (max(0, int(np.floor(v))) for v in region[:2])
         x1, y1 = min(w, int(np.ceil(region[2]))), min(h, int(np.ceil(region[3])))
         if x1 - x0 < 16 or y1 - y0 < 16:
             return []
-        found = self.detect(frame_rgb[y0:y1, x0:x1])
+        found = self.detect(frame_rgb[y0:y1, x0:x1], max_side)
         offset = np.array([x0, y0], dtype=np.float32)
         for d in found:
             d.box = d.box + np.tile(offset, 2)

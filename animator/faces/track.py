@@ -1,8 +1,10 @@
 """Follow faces through a video: stable IDs, short gaps bridged, selection of the face to edit.
 
 Per frame, a face followed in the previous frame is re-checked cheaply: YuNet runs only on a
-region around its last box, and the mesh is re-cropped from the previous frame's mesh (as
-MediaPipe's tracker does). A full-frame detection runs when there is nothing to follow, when a
+region twice the size of its last box, shrunk to ``recheck_side`` (160) pixels — the face is
+then ~80 px, well inside YuNet's range, and the re-check costs about a quarter of a full-frame
+detection whatever the face size — and the mesh is re-cropped from the previous frame's mesh
+(as MediaPipe's tracker does). A full-frame detection runs when there is nothing to follow, when a
 face fails its re-check, and every ``detect_every`` frames to catch faces that enter. Faces are
 matched to tracks by box IoU (Hungarian assignment on a motion-predicted box); a track missing
 for more than ``max_gap`` frames ends, and a face found later gets a new ID. Gaps of up to
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from animator.errors import AnimatorError
 from animator.faces.detect import Detection, FaceDetector
@@ -52,6 +53,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = iw * ih
     area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def best_assignment(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the one-to-one pairing with the highest total ``score`` (N, M).
+
+    One track or one face (nearly every frame) is an argmax; only several of each need the
+    Hungarian algorithm, so scipy.optimize is imported only then (it costs ~0.3 s).
+    """
+    if score.shape[0] == 1 or score.shape[1] == 1:
+        flat = int(np.argmax(score))
+        row, col = divmod(flat, score.shape[1])
+        return np.array([row]), np.array([col])
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
+    return linear_sum_assignment(-score)
 
 
 def _lerp(a: np.ndarray | None, b: np.ndarray | None, w: float) -> np.ndarray | None:
@@ -171,7 +187,7 @@ class FaceTracker:
     def __init__(self, detector: FaceDetector | None = None,
                  landmarker: MeshLandmarker | FanLandmarker | None = None,
                  max_gap: int = 10, detect_every: int = 15, iou_threshold: float = 0.3,
-                 search_margin: float = 2.0, mesh: bool = True):
+                 search_margin: float = 2.0, mesh: bool = True, recheck_side: int = 160):
         self.detector = detector or FaceDetector()
         self.mesh = landmarker if isinstance(landmarker, MeshLandmarker) else (MeshLandmarker() if mesh else None)
         self.fan = landmarker if isinstance(landmarker, FanLandmarker) else None
@@ -179,6 +195,7 @@ class FaceTracker:
         self.detect_every = max(1, detect_every)
         self.iou_threshold = iou_threshold
         self.search_margin = search_margin
+        self.recheck_side = recheck_side
         self._active: list[_Track] = []
         self._next_id = 0
         self._last_full: int | None = None
@@ -203,7 +220,7 @@ class FaceTracker:
         if not tracks or not found:
             return {}, list(range(len(found)))
         iou = box_iou(np.stack([self._predicted_box(t) for t in tracks]), np.stack([d.box for d in found]))
-        rows, cols = linear_sum_assignment(-iou)
+        rows, cols = best_assignment(iou)
         pairs = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self.iou_threshold}
         return pairs, [j for j in range(len(found)) if j not in pairs.values()]
 
@@ -239,7 +256,8 @@ class FaceTracker:
         found: list[Detection] = []
         if not full:
             for track in followed:
-                local = self.detector.detect_region(frame_rgb, self._search_region(self._predicted_box(track)))
+                region = self._search_region(self._predicted_box(track))
+                local = self.detector.detect_region(frame_rgb, region, self.recheck_side)
                 found.extend(d for d in local if not any(box_iou(d.box, f.box)[0, 0] > 0.7 for f in found))
             pairs, _ = self._assign(self._active, found)
             full = len(pairs) < len(followed)  # a followed face failed its re-check

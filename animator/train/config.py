@@ -22,7 +22,7 @@ RUN_DEFINING = (
     "image_size", "g_conv_dim", "g_repeat_num", "d_conv_dim", "d_repeat_num", "batch_size",
     "lr_g", "lr_d", "beta1", "beta2", "critic_steps", "lambda_adv", "lambda_gp", "lambda_au",
     "lambda_cyc", "lambda_mask", "lambda_tv", "target_noise", "flip", "seed", "motion", "balance",
-    "init_from",
+    "init_from", "distill_from", "lambda_distill",
 )
 
 
@@ -36,6 +36,8 @@ class TrainConfig:
     *summed* over the batch and pixels, as the official code does (not a mean).
     ``target_noise`` is the half-width of the uniform noise added to another sample's AUs,
     on the /5 scale as in the official code (0.1 there = 0.5 on the 0-5 scale).
+    ``distill_from``: a generator (model folder or checkpoint) whose A and C the trained one
+    learns to reproduce, weighted ``lambda_distill``, on top of the GANimation objective.
     """
 
     # data and networks
@@ -61,6 +63,9 @@ class TrainConfig:
     lambda_cyc: float = 10.0
     lambda_mask: float = 0.1
     lambda_tv: float = 1e-5
+    # distillation from a teacher generator
+    distill_from: str | None = None
+    lambda_distill: float = 10.0
     # targets and augmentation
     target_noise: float = 0.1
     flip: bool = True
@@ -104,7 +109,7 @@ class TrainConfig:
             if not _finite(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 raise AnimatorError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
         for name in ("lambda_adv", "lambda_gp", "lambda_au", "lambda_cyc", "lambda_mask",
-                     "lambda_tv", "target_noise"):
+                     "lambda_tv", "target_noise", "lambda_distill"):
             if not _finite(getattr(self, name)) or getattr(self, name) < 0:
                 raise AnimatorError(f"{name}={getattr(self, name)!r} must be a number >= 0")
         if self.max_minutes is not None and (not _finite(self.max_minutes) or self.max_minutes <= 0):
@@ -112,6 +117,8 @@ class TrainConfig:
         if self.image_size % (2 ** self.d_repeat_num) or self.image_size % 4:
             raise AnimatorError(f"image_size={self.image_size} must be a multiple of 4 and of "
                                 f"2**d_repeat_num={2 ** self.d_repeat_num}")
+        if self.distill_from is not None and (not isinstance(self.distill_from, str) or not self.distill_from):
+            raise AnimatorError(f"distill_from={self.distill_from!r} must be a path")
         if self.precision not in PRECISIONS:
             raise AnimatorError(f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.motion not in MOTIONS:

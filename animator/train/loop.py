@@ -43,14 +43,14 @@ import torch
 import torch.distributed as dist
 
 from animator import __version__
-from animator.aus import AU_CODES, AU_MAX, N_AUS, preset
+from animator.aus import AU_CODES, AU_MAX, AU_NAMES, N_AUS, preset
 from animator.errors import AnimatorError
 from animator.faces.align import CropPolicy
 from animator.media.images import write_image
-from animator.model.checkpoint import MAX_SHARD_BYTES, ModelConfig, save_generator
+from animator.model.checkpoint import DEFAULT_INPUT, MAX_SHARD_BYTES, ModelConfig, load_generator, save_generator
 from animator.model.critic import Critic, CriticConfig
 from animator.model.generator import Generator, GeneratorConfig
-from animator.model.inference import resolve_device
+from animator.model.inference import instance_to_group_norm, resolve_device
 from animator.outputs import atomic_output, check_output, mark_folder, writing
 from animator.progress import progress
 from animator.train.config import RUN_DEFINING, TrainConfig, learning_rate
@@ -70,7 +70,7 @@ FORMAT = "animator-train-state"
 WARMUP_ITERATIONS = 10  # left out of the time-per-iteration estimate of the budget check
 SAMPLE_PRESETS = ("happy", "surprise", "sad", "anger", "disgust", "fear")
 LOSS_KEYS = ("d_adv", "d_au", "d_gp", "d_total", "g_adv", "g_au", "g_cyc", "g_mask", "g_tv",
-             "g_total", "attention")
+             "g_distill", "g_total", "attention")
 EVAL_KEYS = ("eval_au_mae", "eval_real_au_mae", "eval_cycle_l1", "eval_attention")
 METRIC_COLUMNS = ("iteration", "epoch", "images", "elapsed_s", "images_per_s", "lr_g", "lr_d",
                   *LOSS_KEYS, *EVAL_KEYS)
@@ -149,7 +149,9 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=config.lr_d,
                                       betas=(config.beta1, config.beta2), fused=fused)
         self.weights = LossWeights(adv=config.lambda_adv, gp=config.lambda_gp, au=config.au_weight,
-                                   cyc=config.lambda_cyc, mask=config.lambda_mask, tv=config.lambda_tv)
+                                   cyc=config.lambda_cyc, mask=config.lambda_mask, tv=config.lambda_tv,
+                                   distill=config.lambda_distill)
+        self.teacher = load_teacher(config.distill_from, config, device) if config.distill_from else None
         self.amp_dtype = resolve_precision(config.precision, device)
         self.rng = torch.Generator(device).manual_seed(config.seed * 7919 + 17 * ranks.rank + 1)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
@@ -195,9 +197,11 @@ class Trainer:
         if train_generator:
             self.critic.requires_grad_(False)
             with self.autocast():
+                with torch.no_grad():
+                    teacher = self.teacher(inputs, target) if self.teacher is not None else None
                 g_loss, g_parts = generator_objective(
                     self.g_forward, self.critic, real, source_aus, target, self.weights,
-                    forward=forward, tv_scale=float(self.ranks.world), back=back)
+                    forward=forward, tv_scale=float(self.ranks.world), back=back, teacher=teacher)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self._average_gradients(self.generator)
@@ -289,6 +293,20 @@ class Trainer:
         self.iteration = int(state["iteration"])
         if rng_state is not None:
             self.rng.set_state(rng_state)
+
+
+def load_teacher(path: str, config: TrainConfig, device: torch.device) -> Generator:
+    """The frozen generator a distilled one learns from, in the GroupNorm form (same function,
+    faster); it must work on the same faces: size, AU order and input scaling."""
+    teacher, model_config = load_generator(path)
+    if teacher.config.image_size != config.image_size:
+        raise AnimatorError(f"--distill-from {path}: the teacher works at {teacher.config.image_size} px, "
+                            f"this run at {config.image_size} px")
+    if teacher.config.n_aus != N_AUS or model_config.au_order != AU_NAMES \
+            or model_config.input_normalisation != DEFAULT_INPUT:
+        raise AnimatorError(f"--distill-from {path}: the teacher's AU order or input scaling "
+                            f"differs from animator's training layout")
+    return instance_to_group_norm(teacher).to(device).eval().requires_grad_(False)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

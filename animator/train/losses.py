@@ -9,6 +9,10 @@ Facts taken from the paper and the official code (learned, not copied):
 - Attention: mean(A) weighted 0.1 plus the total variation of A weighted 1e-5, where the total
   variation is the plain SUM of absolute horizontal and vertical neighbour differences over the
   whole batch (no mean), applied to both the forward and the reconstruction attention masks.
+
+Distillation (animator's addition, for small fast generators): a frozen teacher generator sees
+the same faces and targets, and the student's A and C are pulled to the teacher's by an L1
+term on top of the objective above.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class LossWeights:
     cyc: float = 10.0
     mask: float = 0.1
     tv: float = 1e-5
+    distill: float = 0.0
 
 
 def critic_adversarial(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -79,6 +84,13 @@ def total_variation(attention: torch.Tensor) -> torch.Tensor:
     return (a[..., :, 1:] - a[..., :, :-1]).abs().sum() + (a[..., 1:, :] - a[..., :-1, :]).abs().sum()
 
 
+def distillation_l1(attention: torch.Tensor, color: torch.Tensor, teacher_attention: torch.Tensor,
+                    teacher_color: torch.Tensor) -> torch.Tensor:
+    """mean |A - A_teacher| + mean |C - C_teacher| (A on [0,1], C on [-1,1])."""
+    return ((attention.float() - teacher_attention.float()).abs().mean()
+            + (color.float() - teacher_color.float()).abs().mean())
+
+
 def critic_objective(critic: Networks, real: torch.Tensor, fake: torch.Tensor,
                      real_aus: torch.Tensor, alpha: torch.Tensor,
                      weights: LossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -105,6 +117,7 @@ def generator_objective(generator: Networks, critic: Networks, images: torch.Ten
                         forward: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                         tv_scale: float = 1.0,
                         back: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        teacher: tuple[torch.Tensor, torch.Tensor] | None = None,
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generator loss: fool the critic, hit the target AUs, come back with the SOURCE AUs.
 
@@ -113,6 +126,8 @@ def generator_objective(generator: Networks, critic: Networks, images: torch.Ten
     cycle's input (motion mode warps it back to the source AUs; None: the face itself).
     ``tv_scale`` multiplies the summed total variation (data-parallel ranks pass the world
     size, so averaging gradients over ranks keeps the sum over the global batch).
+    ``teacher``: a teacher's (A, C) for the same images and targets, which adds
+    ``weights.distill * distillation_l1``.
     """
     attention, color, fake = forward if forward is not None else generate(generator, images, target_aus)
     fake_scores, fake_pred = critic(fake)
@@ -123,6 +138,10 @@ def generator_objective(generator: Networks, critic: Networks, images: torch.Ten
     mask = attention_mean(attention) + attention_mean(back_attention)
     tv = (total_variation(attention) + total_variation(back_attention)) * tv_scale
     total = weights.adv * adv + weights.au * au + weights.cyc * cyc + weights.mask * mask + weights.tv * tv
-    parts = {"g_adv": adv, "g_au": au, "g_cyc": cyc, "g_mask": mask, "g_tv": tv, "g_total": total,
+    parts = {"g_adv": adv, "g_au": au, "g_cyc": cyc, "g_mask": mask, "g_tv": tv,
              "attention": attention.detach().float().mean()}
+    if teacher is not None:
+        parts["g_distill"] = distillation_l1(attention, color, *teacher)
+        total = total + weights.distill * parts["g_distill"]
+    parts["g_total"] = total
     return total, parts
