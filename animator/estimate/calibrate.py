@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, entry in document["aus"].items():
         print(f"{name} {entry['feature']:<18} {entry['method']:<9} score={entry['lopo_score']} r={entry['lopo_r']} "
               f"per-person={entry['lopo_r_per_person']} mae={entry['lopo_mae']} "
-              f"neutral={entry['neutral_offset']}")
+              f"neutral={entry['neutral_offset']} fixed-feature={entry['fixed_feature_score']} "
+              f"folds chose={entry['lopo_features']}")
 
 
 if __name__ == "__main__":
