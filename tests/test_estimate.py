@@ -172,8 +172,9 @@ def test_shipped_calibration_records_sources_and_validation():
         entry = data["aus"][name]
         assert entry["feature"] in calibrate.CANDIDATES[name] and entry["feature"] in FEATURE_NAMES
         assert entry["method"] in ("quantile", "prior")
+        assert len(entry["lopo_features"]) == 3 and set(entry["lopo_features"]) <= set(calibrate.CANDIDATES[name])
     assert data["aus"]["AU45"]["method"] == "prior"  # anatomical scale: closed eye = 5
-    for name in ("AU01", "AU06", "AU12", "AU25", "AU45"):
+    for name in ("AU01", "AU12", "AU25", "AU45"):  # selection inside the folds: the honest score
         assert data["aus"][name]["lopo_score"] >= 0.6, name
     with pytest.raises(AnimatorError, match="format"):
         AUEstimator.from_dict({"format": "animator-au-calibration/1"})
@@ -222,17 +223,20 @@ def test_quantile_map_is_monotone_and_keeps_the_scale():
 
 
 def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, models):
+    """The whole procedure, feature selection included, validated on the person left out."""
     people = _people_subsample(shared_dir, estimator, models)
     scores = {}
     for index, name in enumerate(AU_NAMES):
         rule, score = calibrate.calibrate_au(people, index)
         scores[name] = score
         assert rule.feature in calibrate.CANDIDATES[name]
-        assert not score["neutral_offset"] > 1.0, (name, score)
-    for name in ("AU01", "AU06", "AU12", "AU25", "AU45"):  # the issue's bar, met (mean within-person r)
+        assert set(score["chosen_per_person"]) <= set(calibrate.CANDIDATES[name])
+        if name != "AU26":  # one fold picks jaw_drop, which reads a long chin as a dropped jaw (docs)
+            assert not score["neutral_offset"] > 1.0, (name, score)
+    for name in ("AU01", "AU12", "AU25", "AU45"):  # the issue's bar, met (mean within-person r)
         assert scores[name]["score"] >= 0.6, (name, scores[name])
-    for name in ("AU02", "AU26"):  # below the bar (docs/au_estimation.md says why): do not regress
-        assert scores[name]["score"] >= 0.3, (name, scores[name])
+    for name, floor in (("AU02", 0.15), ("AU06", 0.2), ("AU26", 0.3)):  # below the bar (docs say
+        assert scores[name]["score"] >= floor, (name, scores[name])    # why): do not regress
 
 
 @pytest.mark.parametrize("clip, frame, what, at_least, at_most", CLIP_FRAMES,
