@@ -11,7 +11,6 @@ fixed ``slope``, then clipped to 0-5. Sources and knots come from
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from animator.aus import AU_MAX, AU_MIN, AU_NAMES
 from animator.errors import AnimatorError
+from animator.jsontext import read_json
 from animator.estimate import geometry
 from animator.estimate.blendshapes import BLENDSHAPE_NAMES, BlendshapeModel
 from animator.faces.landmarks import N_LANDMARKS
@@ -86,14 +86,7 @@ class AUEstimator:
 
     @classmethod
     def from_file(cls, path: str | Path) -> AUEstimator:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise AnimatorError(f"{path}: no such AU calibration file") from None
-        except json.JSONDecodeError as exc:
-            raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "AU calibration file"), str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "calibration") -> AUEstimator:

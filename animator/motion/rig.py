@@ -19,7 +19,6 @@ pass each other meet in the middle (a closing mouth stays closed).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from animator.aus import AU_MAX, AU_NAMES, N_AUS
 from animator.errors import AnimatorError
+from animator.jsontext import read_json
 from animator.estimate.geometry import MESH, umeyama
 
 RIG_PATH = Path(__file__).resolve().parents[1] / "assets" / "au_rig.json"
@@ -64,14 +64,7 @@ class AURig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> AURig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise AnimatorError(f"{path}: no such AU rig file") from None
-        except json.JSONDecodeError as exc:
-            raise AnimatorError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno}") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "AU rig file"), str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "AU rig") -> AURig:
