@@ -45,7 +45,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def measure_render(clip: Path, model: Path | None, device: str, batch_size: int, work: Path) -> dict:
+def measure_render(clip: Path, model: Path | None, device: str, batch_size: int, motion: str | None,
+                   work: Path) -> dict:
     import pipelines.render as render_module
     from pipelines.render import RenderOptions, render
 
@@ -63,7 +64,7 @@ def measure_render(clip: Path, model: Path | None, device: str, batch_size: int,
     began = time.perf_counter()
     summary = render(RenderOptions(video=clip, keyframes=keys, out=work / f"out-{clip.stem}.mp4",
                                    checkpoint=model, device=device, batch_size=batch_size,
-                                   quiet=True, overwrite=True))
+                                   motion=motion, quiet=True, overwrite=True))
     seconds = time.perf_counter() - began
     return {"frames": summary.frames, "faces": summary.faces_edited, "seconds": seconds,
             "timings": summary.timings, "time_to_first_frame_s": first_frame[0],
@@ -178,7 +179,8 @@ def cpu_facts() -> dict:
 def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.measure == "render":
-        result = measure_render(Path(args.clip), args.checkpoint, args.device, args.batch_size, work)
+        result = measure_render(Path(args.clip), args.checkpoint, args.device, args.batch_size, args.motion,
+                                work)
     elif args.measure == "codec":
         result = measure_codec(Path(args.clip), work)
     else:
@@ -192,6 +194,8 @@ def run_child(measure: str, clip: Path, args: argparse.Namespace, work: Path,
                "--device", args.device, "--batch-size", str(args.batch_size)]
     if model is not None:
         command += ["--checkpoint", str(model)]
+    if args.motion is not None:
+        command += ["--motion", args.motion]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"bench {measure} failed:\n{done.stderr.strip()}")
@@ -223,6 +227,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--loops", type=int, default=6)
+    parser.add_argument("--motion", choices=("warp", "warp+generator", "none"),
+                        help="render's --motion (default: the model config's, warp for the shipped model)")
     parser.add_argument("--measure", choices=("render", "codec", "generator"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,6 +258,7 @@ def main() -> None:
         "cpu": cpu_facts(), "device": generator["device"], "device_name": generator["device_name"],
         "threads": generator["threads"], "weights": weights, "parameters": generator["parameters"],
         "precision": generator["precision"], "batch_size": args.batch_size,
+        "motion": args.motion or "model default",
         "generator_faces_per_s": round(generator["fps"], 2),
         "clip": clips[0], f"looped_{args.loops}x": clips[1]}, indent=2))
 
