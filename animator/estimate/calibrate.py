@@ -1,6 +1,6 @@
 """Refit the AU calibration and write ``animator/assets/au_calibration.json``.
 
-    python -m animator.estimate.calibrate --data ../shared/datasets/au-calibration
+    python -m animator.estimate.calibrate --data DATA/au-calibration
 
 Data: OpenFace 2 intensities for three people -- ``eric_andre/`` (81 consecutive 128x128 crops
 with ``aus.csv``; padded with black so the detector sees background around the face) and
