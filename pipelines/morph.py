@@ -27,7 +27,7 @@ from animator.motion import WARP_ONLY_NOTE
 from animator.outputs import atomic_output, check_output
 from animator.progress import progress
 from pipelines.render import (FaceJob, FrameExport, FrameJob, Summary,
-                              composite_faces, edit_faces, motion_setup)
+                              composite_faces, edit_faces, motion_setup, move_faces)
 
 EASINGS = ("linear", "in", "out", "in-out")
 GIF_SUFFIX = ".gif"
@@ -179,18 +179,15 @@ def edit_frames(image: np.ndarray, faces: list[FaceJob], vectors: np.ndarray, ed
 
     if rig is not None:
         from animator.estimate import AUEstimator  # noqa: PLC0415
-        from animator.motion.move import move_face  # noqa: PLC0415
 
-        current = [AUEstimator.default().estimate(face.mesh) for face in faces]
+        meshes = [face.mesh for face in faces]
+        current = list(AUEstimator.default().estimate(np.stack(meshes)))
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
             rgb, fields = image, []
             if rig is not None:
-                for face, aus_now in zip(faces, current):
-                    rgb, moved = move_face(rgb, face.mesh, aus_now, vectors[i], rig)
-                    if moved is not None:
-                        fields.append(moved)
+                rgb, fields = move_faces(image, meshes, current, [vectors[i]] * len(faces), rig)
             job_faces = [FaceJob(track_id=face.track_id, box=face.box, score=face.score,
                                  points=face.points, M=face.M,
                                  crop=(warp_crop(rgb, face.M, len(face.crop)) if fields else face.crop)

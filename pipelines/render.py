@@ -120,7 +120,7 @@ class FaceJob:
     target: np.ndarray  # (17,) AUs 0-5
     attention: np.ndarray | None = None
     color: np.ndarray | None = None
-    mesh: np.ndarray | None = None  # (468, 3) frame px, where the motion stage needs it
+    mesh: np.ndarray | None = None  # (478, 3) frame px, where the motion stage needs it
 
 
 @dataclass
@@ -328,7 +328,9 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
             wanted = [targets.target(position, frame.index, o.track_id) for o in observed]
             fields = []
             if rig is not None:
-                frame.rgb, fields = move_faces(frame.rgb, observed, wanted, targets, rig)
+                frame.rgb, fields = move_faces(
+                    frame.rgb, [o.mesh for o in observed],
+                    [targets.actor(o.frame_index, o.track_id) for o in observed], wanted, rig)
             faces = []
             for obs, target in zip(observed, wanted):
                 M = crop_transform(policy, obs.points, obs.box) if policy else None
@@ -353,17 +355,18 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
     return stages.thread(paste(generated), QUEUE_FRAMES, "composite")
 
 
-def move_faces(rgb: np.ndarray, observed, wanted: list[np.ndarray], targets: FaceTargets,
-               rig) -> tuple[np.ndarray, list]:
-    """The motion stage: every face moved from the actor's AUs to its target on its smoothed
-    mesh (:func:`animator.motion.move.move_face`); returns the frame and the fields applied."""
+def move_faces(rgb: np.ndarray, meshes: list[np.ndarray | None], current: list[np.ndarray],
+               wanted: list[np.ndarray], rig) -> tuple[np.ndarray, list]:
+    """The motion stage: every face moved on its mesh from its ``current`` AUs to the
+    ``wanted`` ones (:func:`animator.motion.move.move_face`); faces without a mesh stay as they
+    are. Returns the frame and the fields applied."""
     from animator.motion.move import move_face  # noqa: PLC0415
 
     fields = []
-    for obs, target in zip(observed, wanted):
-        if obs.mesh is None:
+    for mesh, now, target in zip(meshes, current, wanted):
+        if mesh is None:
             continue
-        rgb, field_ = move_face(rgb, obs.mesh, targets.actor(obs.frame_index, obs.track_id), target, rig)
+        rgb, field_ = move_face(rgb, mesh, now, target, rig)
         if field_ is not None:
             fields.append(field_)
     return rgb, fields
