@@ -51,9 +51,9 @@ def main() -> int:
     from animator.aus import parse_target
     from animator.estimate import AUEstimator
     from animator.motion.mouth import fill_mouth
-    from animator.motion.move import EYES, with_midlines
+    from animator.motion.move import face_field
     from animator.motion.rig import AURig
-    from animator.motion.warp import apply_field, motion_field
+    from animator.motion.warp import apply_field
 
     rig, estimator = AURig.default(), AUEstimator.default()
     samples = faces(args.clip, args.frames)
@@ -70,8 +70,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 moved = rig.displace(mesh, delta)
                 t1 = time.perf_counter()
-                field = motion_field(with_midlines(mesh[:468, :2]), with_midlines(moved[:, :2]),
-                                     rgb.shape, detail=EYES)
+                field = face_field(rgb.shape, mesh[:468], moved)
                 t2 = time.perf_counter()
                 warped = apply_field(rgb, field)
                 t3 = time.perf_counter()

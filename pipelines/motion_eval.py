@@ -1,6 +1,7 @@
 """Does an edit read back as what was asked? ``--motion warp`` against ``none`` on real photos.
 
     python -m pipelines.motion_eval --utkface TAR [--faces 40] [--sheet SHEET.jpg] [--extra IMG...]
+                                    [--identity SFACE.onnx]
 
 Faces: UTKFace photos (none of them was used to fit the rig, so all are held out), drawn in a
 fixed order, upscaled 2x and padded so the detector sees a whole head, and kept when they are
@@ -10,7 +11,9 @@ the shipped generator, pasted back at full resolution), then the edited photo is
 the estimator. Prints JSON: per AU and motion mode, the fraction of faces reading >= 2 and the
 median reading. ``--sheet`` writes a contact sheet: faces x presets, each as today's edit
 (motion none) and the new one (warp). ``--extra`` adds photos (e.g. frames of clips) to the
-sheet only.
+sheet only. ``--identity`` (the SFace model, :mod:`pipelines.identity`) adds, per preset and
+motion mode, the mean cosine between the embeddings of each input face and its edit, and the
+share of edits OpenCV's threshold still calls the same person.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from animator.aus import AU_NAMES, parse_target
+from animator.aus import AU_NAMES, PRESETS, parse_target
 from animator.errors import AnimatorError
 from animator.media.images import read_image, write_image
 
@@ -71,10 +74,10 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
 def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
     """The photo edited to each of ``targets`` (N, 17), as ``animator morph`` edits a frame
     (without an ``editor``, the generator does not run; without a ``rig``, nothing moves)."""
-    from pipelines.morph import edit_frames, find_face  # noqa: PLC0415
+    from pipelines.morph import edit_frames, find_faces  # noqa: PLC0415
 
-    face = find_face(image, editor.crop_policy if editor else None, Path("photo"))
-    jobs = edit_frames(image, face, targets, editor, rig, Fraction(1), 16, False)
+    faces = find_faces(image, editor.crop_policy if editor else None, Path("photo"), "largest")
+    jobs = edit_frames(image, faces, targets, editor, rig, Fraction(1), 16, False)
     return [job.frame.rgb for job in jobs]
 
 
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, help="Write a contact sheet (faces x presets) here.")
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="More photos for the sheet.")
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--identity", type=Path, help="The SFace ONNX model: report identity per preset.")
     args = parser.parse_args(argv)
     from animator.estimate import AUEstimator  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                       mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
                                   "median": round(float(np.median(v)), 2)} for au, v in per.items()}
                       for mode, per in readings.items()}}
+        if args.identity:
+            report["identity"] = identity_per_preset(args.identity, faces, modes, detector)
         if args.sheet:
             write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
                         modes, detector)
@@ -138,6 +144,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(report, indent=2))
     return 0
+
+
+def identity_per_preset(model_path: Path, faces: list[tuple[str, np.ndarray]], modes: dict,
+                        detector) -> dict:
+    """Per preset and motion mode: the mean SFace cosine between each face and its edit to the
+    preset, and the share at or above OpenCV's same-person threshold. Each image is aligned on
+    its own detection's five points, as SFace expects."""
+    from pipelines.identity import SAME_PERSON_COSINE, FaceIdentity, align_face, cosine  # noqa: PLC0415
+
+    model = FaceIdentity(model_path)
+    presets = [name for name in PRESETS if name != "neutral"]
+    targets = np.stack([parse_target(name) for name in presets])
+
+    def embedding(rgb: np.ndarray) -> np.ndarray | None:
+        found = detector.detect(rgb)
+        return model.embed(align_face(rgb, found[0].points)[None])[0] if found else None
+
+    cosines = {mode: {name: [] for name in presets} for mode in modes}
+    for _, image in faces:
+        before = embedding(image)
+        for mode, pair in modes.items():
+            for name, edited in zip(presets, edit(image, targets, *pair)):
+                after = embedding(edited)
+                if before is not None and after is not None:
+                    cosines[mode][name].append(float(cosine(before[None], after[None])[0]))
+    return {mode: {name: {"cosine": round(float(np.mean(v)), 3),
+                          "same_person": round(float(np.mean(np.array(v) >= SAME_PERSON_COSINE)), 3)}
+                   for name, v in per.items() if v}
+            for mode, per in cosines.items()}
 
 
 def write_sheet(path: Path, faces: list[tuple[str, np.ndarray]], modes: dict, detector) -> None:

@@ -11,7 +11,7 @@ from animator.aus import AU_NAMES, N_AUS, parse_target
 from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH
 from animator.motion.fit import Clip, fit_basis, mirror_index, support_mask, symmetrise
-from animator.motion.move import move_face, with_midlines
+from animator.motion.move import face_field, move_face, opening_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig, keep_contours_apart
 from animator.motion.warp import MotionField, apply_field, frame_offsets, motion_field
 from test_render import tiny_model  # noqa: F401 (a fixture: a small random generator)
@@ -122,9 +122,63 @@ def test_a_translation_field_moves_the_picture():
     np.testing.assert_array_equal(out[:20], frame[:20])
 
 
-def test_midlines_split_each_opening(rig):
-    points = rig.template[:, :2]
-    assert len(with_midlines(points)) == 468 + 2 * len(UPPER_LIDS[0]) + 9
+def test_openings_split_at_midlines_unless_an_upper_lid_closes_over_the_eye(rig):
+    face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
+    sources, targets = opening_nodes(face, face)
+    assert len(sources) == 2 * len(UPPER_LIDS[0]) + 9  # midpoints of both eyes and the mouth
+    np.testing.assert_array_equal(sources, targets)
+    closed = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 5.0))[:, :2]
+    sources, targets = opening_nodes(face, closed)
+    # per closing lid point: a lash node carried down with the margin, an eyeball node that stays
+    assert len(sources) == 2 * 2 * len(UPPER_LIDS[0]) + 9
+    still = np.all(sources[:-9] == targets[:-9], axis=1)
+    assert still.sum() == 2 * len(UPPER_LIDS[0])
+
+
+def eye_aperture(mesh: np.ndarray) -> float:
+    """Both eyes' mean lid gap over their mean width (frame px ratio)."""
+    gaps = [(mesh[list(low), 1] - mesh[list(up), 1]).mean() / np.linalg.norm(mesh[up[0], :2] - mesh[up[-1], :2])
+            for up, low in zip(UPPER_LIDS, LOWER_LIDS)]
+    return float(np.mean(gaps))
+
+
+def test_a_blink_closes_the_eyes_the_landmark_model_sees(face_image, rig):
+    """On a real photo, a blink covers the eye with the lid: the landmark model re-run on the
+    output finds the lids much closer than on the input, and the eye's inside (dark iris
+    pixels) has gone from between them."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+
+    detector, landmarker = FaceDetector(), MeshLandmarker()
+    mesh = landmarker.landmarks(face_image, detector.detect(face_image)[0])
+    current = AUEstimator.default().estimate(mesh)
+    target = current.copy()
+    target[AU_NAMES.index("AU45")] = 5.0
+    out, _ = move_face(face_image, mesh, current, target, rig)
+    again = landmarker.landmarks(out, detector.detect(out)[0])
+    assert eye_aperture(again) < 0.5 * eye_aperture(mesh)
+    iris = np.rint(mesh[468, :2]).astype(int)  # the right iris centre: under the lid now
+    assert out[iris[1], iris[0]].mean() > face_image[iris[1], iris[0]].mean() + 20
+
+
+def test_brows_and_lids_move_as_facs_says(rig):
+    """AU01/02 raise the brows without dragging the lid margins down; AU04 lowers the brows and
+    draws their inner ends towards the midline; AU05 raises the upper lids (a blink-free rig
+    must not hold them in place)."""
+    face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))
+    lids = [i for upper in UPPER_LIDS for i in upper]
+    for name in ("AU01", "AU02"):
+        moved = rig.displace(face, one_au(name, 4.0))
+        brows = list(MESH.brow_inner[0]) + list(MESH.brow_outer[0])
+        assert (moved[brows, 1] < face[brows, 1]).all()
+        np.testing.assert_allclose(moved[lids], face[lids], atol=1e-9)
+    lowered = rig.displace(face, one_au("AU04", 4.0))
+    inner = [MESH.brow_inner[0][0], MESH.brow_inner[1][0]]
+    assert (lowered[inner, 1] > face[inner, 1] + 3).all()                    # down, frame px
+    assert lowered[inner[1], 0] - lowered[inner[0], 0] < face[inner[1], 0] - face[inner[0], 0] - 3  # together
+    widened = rig.displace(face, one_au("AU05", 4.0))
+    assert (widened[[159, 386], 1] < face[[159, 386], 1] - 2).all()
 
 
 def test_an_opened_mouth_is_dark_inside_with_teeth_under_the_upper_lip(face_image, rig):

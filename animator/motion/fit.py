@@ -4,9 +4,10 @@ AU differences.
 Every clip is one person; its faces are pose-normalised (:func:`normalise_pose`) and both the
 landmarks and the AU readings are centred on the clip's mean, so identity and the clip's
 average expression drop out and only changes remain. Each landmark coordinate is then a ridge
-regression on the AUs whose FACS region contains the landmark (:data:`SUPPORT`): brows for
-AU01/02/04, lids for AU05/07/45, mouth and chin for AU10-AU26 and so on, so an AU that happens
-to co-occur with another in the data (a smile with a blink) cannot borrow its motion.
+regression on the AUs whose FACS region contains the landmark (:data:`SUPPORT`): brows (not
+the lid margins) for AU01/02, brows and glabella for AU04, the upper lids for AU05, lids for
+AU07/45, mouth and chin for AU10-AU26 and so on, so an AU that happens to co-occur with
+another in the data (a smile with a blink) cannot borrow its motion.
 
 The regression is shrunk towards a prior rather than towards zero: for each AU, the smallest
 smooth motion of its region that grows the AU's FACS measure (:func:`geometric_prior`). AUs
@@ -34,7 +35,7 @@ Region = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PRIOR_SIGMA = 0.08  # inter-ocular units: how far the prior spreads a measured point's motion
 PRIOR_REACH = 0.02  # inter-ocular units the prior moves its furthest point per unit
 CALIBRATION_REQUEST = 2.0
-CALIBRATION_SCALES = np.geomspace(0.5, 1.5, 7)  # how far (beyond, it looks grotesque)
+CALIBRATION_SCALES = np.geomspace(0.5, 2.0, 7)  # how far (beyond, brows fold over the forehead)
 SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
 TAPER = 0.12        # ... and over what distance they fade out at their region's border
 
@@ -44,10 +45,22 @@ def _mouth_line(x: np.ndarray) -> np.ndarray:
     return 0.97 - 0.11 * np.minimum(np.abs(x) / 0.53, 1.0) ** 2
 
 
+def _eye_opening(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each eye's opening and lid margins: what the brow AUs must not move (a raised brow
+    that dragged the lid margins with it would narrow the eye)."""
+    return ((np.abs(x) - 0.5) / 0.3) ** 2 + ((y + 0.03) / 0.14) ** 2 < 1
+
+
+def _eye_corner_line(x: np.ndarray) -> np.ndarray:
+    """y of the line through each eye's corners (inner (0.28, 0.024), outer (0.72, -0.024))."""
+    return 0.024 - 0.108 * (np.abs(x) - 0.278)
+
+
 REGIONS: dict[str, Region] = {
-    "brows": lambda x, y: y < 0.0,                                  # forehead, brows, upper lids
+    "brows": lambda x, y: (y < 0.0) & ~_eye_opening(x, y),         # forehead, brows, lid creases
     "glabella": lambda x, y: (y < 0.35) & (np.abs(x) < 1.0),        # brows drawn down and in
     "eyes": lambda x, y: ((np.abs(x) - 0.5) / 0.42) ** 2 + ((y + 0.03) / 0.26) ** 2 < 1,
+    "upper_lids": lambda x, y: REGIONS["eyes"](x, y) & (y < _eye_corner_line(x)),
     "cheeks": lambda x, y: (y > -0.15) & (y < 0.75) & (np.abs(x) > 0.2),
     "nose": lambda x, y: (np.abs(x) < 0.6) & (y > -0.3) & (y < 1.0),
     "upper_lip": lambda x, y: (np.abs(x) < 0.75) & (y > 0.45) & (y < _mouth_line(x) + 0.02),
@@ -60,7 +73,7 @@ REGIONS: dict[str, Region] = {
 
 SUPPORT: dict[str, tuple[str, ...]] = {
     "AU01": ("brows",), "AU02": ("brows",), "AU04": ("glabella",),
-    "AU05": ("eyes",), "AU06": ("cheeks", "eyes"), "AU07": ("eyes",),
+    "AU05": ("upper_lids",), "AU06": ("cheeks", "eyes"), "AU07": ("eyes",),
     "AU09": ("nose",), "AU10": ("upper_lip",), "AU12": ("mouth",), "AU14": ("mouth",),
     "AU15": ("lip_corners",), "AU17": ("chin",), "AU20": ("mouth",), "AU23": ("lips",),
     "AU25": ("lips",), "AU26": ("jaw",), "AU45": ("eyes",),

@@ -12,7 +12,7 @@ the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
 ``animator/assets/au_rig.json`` with its provenance.
 
 A blink closes each eye by its own opening: AU45 at intensity i brings the upper lids at least
-i/5 of the way down. Lids and lips are contours that meet but never cross: after the displacement an upper lid
+i/5 of the way down, the lid skin above them following as one sheet. Lids and lips are contours that meet but never cross: after the displacement an upper lid
 that would pass its lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that would
 pass each other meet in the middle (a closing mouth stays closed).
 """
@@ -37,6 +37,12 @@ N_POINTS = MESH.n_points
 # Upper/lower contour pairs (same position along the contour), MediaPipe mesh numbering.
 UPPER_LIDS = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
 LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 382))
+# The upper lids' skin above each margin point, ring by ring towards the brow (the lid's fold,
+# then its crease), and how much of the margin's blink each ring follows: a closing lid unfolds
+# as one sheet instead of stretching its lashes over the eye.
+UPPER_LID_SKIN = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
+                  ((467, 260, 259, 257, 258, 286, 414), (342, 445, 444, 443, 442, 441, 413)))
+SKIN_FOLLOWS = (0.5, 0.25)
 # a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
 CLOSED_LID_GAP = 0.012
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
@@ -116,11 +122,16 @@ def close_lids(face: np.ndarray, moved: np.ndarray, fraction: float) -> np.ndarr
     the eye's own opening, so AU45 at 5 closes any eye."""
     out = moved.copy()
     fraction = float(np.clip(fraction, 0.0, 1.0))
-    for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
+    if fraction == 0.0:
+        return out  # no blink asked: the lids go where the rig puts them (AU05 raises them)
+    for upper, lower, skin in zip(UPPER_LIDS, LOWER_LIDS, UPPER_LID_SKIN):
         up, low = list(upper), list(lower)
         closed = face[low, 1] - CLOSED_LID_GAP
         reach = face[up, 1] + fraction * np.maximum(closed - face[up, 1], 0.0)
-        out[up, 1] = np.maximum(out[up, 1], reach)
+        blink = np.maximum(reach - out[up, 1], 0.0)
+        out[up, 1] += blink
+        for ring, follows in zip(skin, SKIN_FOLLOWS):
+            out[list(ring), 1] += follows * blink
     return out
 
 
