@@ -24,8 +24,8 @@ from animator.errors import AnimatorError
 from animator.estimate import AUEstimator, smooth_au_series
 from animator.estimate.aus import CALIBRATION_FORMAT
 from animator.estimate.geometry import normalise_pose
-from animator.motion.fit import (PRIOR_SIGMA, SUPPORT, Clip, calibrate_units, fit_rig_basis,
-                                 geometric_prior, leave_one_out, support_mask)
+from animator.motion.fit import (MIN_AREA, PRIOR_SIGMA, SUPPORT, Clip, calibrate_units, fit_rig_basis,
+                                 geometric_prior, leave_one_out, support_mask, unfold)
 from animator.motion.rig import AURig
 from animator.outputs import atomic_output
 from pipelines.render import track_faces
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         basis = fit_rig_basis(clips, template, support, best, prior)
         resting = np.concatenate([clip.resting(RESTING_FRAMES) for clip in clips])
         units = calibrate_units(basis, resting, estimator)
-        basis *= units[:, None, None]
+        basis = unfold(basis * units[:, None, None], template, support)
         au_spread = np.concatenate([c.centred()[1] for c in clips]).std(0)
         report = {
             "method": "per-landmark ridge regression of within-clip landmark changes on AU "
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "units": {"method": "calibrate_units: per AU, the factor that makes +2 read back as "
                                 f"+2 (median) on the {RESTING_FRAMES} most neutral frames of each clip",
                       "factors": {n: round(float(f), 3) for n, f in zip(SUPPORT, units)}},
+            "unfolded": f"unfold: at intensity 5 alone, no mesh triangle below {MIN_AREA} of its area",
             "ridge": best,
             "held_out_explained": {str(r): {k: round(v, 3) for k, v in s.items()} for r, s in held_out.items()},
             "au_change_std": {name: round(float(s), 3) for name, s in zip(SUPPORT, au_spread)},

@@ -37,6 +37,7 @@ REQUEST = 4.0
 READS_AS = 2.0
 SHEET_TARGETS = ("happy", "surprise", "anger", "blink", "AU26=4")
 SHEET_FACES = 6
+IDENTITY_MODES = ("none", "warp")  # the paper's generator alone against the default
 TILE = 176
 
 
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "median": round(float(np.median(v)), 2)} for au, v in per.items()}
                       for mode, per in readings.items()}}
         if args.identity:
-            report["identity"] = identity_per_preset(args.identity, faces, modes, detector)
+            report["identity"] = identity_per_preset(args.identity, faces, {m: modes[m] for m in IDENTITY_MODES},
+                                                     detector)
         if args.sheet:
             write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
                         modes, detector)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from animator.aus import AU_NAMES, N_AUS
+from animator.aus import AU_MAX, AU_NAMES, N_AUS
 from animator.estimate import geometry
 from animator.estimate.geometry import MESH
 
@@ -38,6 +38,7 @@ CALIBRATION_REQUEST = 2.0
 CALIBRATION_SCALES = np.geomspace(0.5, 2.0, 7)  # how far (beyond, brows fold over the forehead)
 SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
 TAPER = 0.12        # ... and over what distance they fade out at their region's border
+MIN_AREA = 0.4      # at full intensity, no mesh triangle shrinks below this share of its area
 
 
 def _mouth_line(x: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def _eye_corner_line(x: np.ndarray) -> np.ndarray:
 
 REGIONS: dict[str, Region] = {
     "brows": lambda x, y: (y < 0.0) & ~_eye_opening(x, y),         # forehead, brows, lid creases
-    "glabella": lambda x, y: (y < 0.35) & (np.abs(x) < 1.0),        # brows drawn down and in
+    "glabella": lambda x, y: (y < 0.35) & (np.abs(x) < 1.0) & ~_eye_opening(x, y),  # brows down and in
     "eyes": lambda x, y: ((np.abs(x) - 0.5) / 0.42) ** 2 + ((y + 0.03) / 0.26) ** 2 < 1,
     "upper_lids": lambda x, y: REGIONS["eyes"](x, y) & (y < _eye_corner_line(x)),
     "cheeks": lambda x, y: (y > -0.15) & (y < 0.75) & (np.abs(x) > 0.2),
@@ -237,6 +238,50 @@ def smooth(basis: np.ndarray, template: np.ndarray, support: np.ndarray,
         outside = distance[:, ~support[k]].min(1) if (~support[k]).any() else np.full(len(template), np.inf)
         t = np.clip(outside / taper, 0.0, 1.0)
         out[k] = np.where(support[k][:, None], averaged * (t * t * (3 - 2 * t))[:, None], 0.0)
+    return out
+
+
+def unfold(basis: np.ndarray, template: np.ndarray, support: np.ndarray, intensity: float = AU_MAX,
+           min_area: float = MIN_AREA, rounds: int = 200) -> np.ndarray:
+    """``basis`` with each AU's moves spread so that, at ``intensity``, no triangle of the
+    template's mesh (Delaunay in the face plane; triangles across the eye and mouth openings
+    left out: those close by design) shrinks below ``min_area`` of its area or turns over.
+    Per-landmark regression lets a brow run into the forehead row above it (a raised brow
+    then folds the forehead over itself) or onto the lid below it; each round pulls the
+    vertices of every such triangle halfway towards the triangle's mean move (a translation,
+    which keeps its area), within the AU's support, so the skin around is carried along."""
+    from scipy.spatial import Delaunay  # noqa: PLC0415
+
+    from animator.motion.rig import LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP, UPPER_LIDS  # noqa: PLC0415
+
+    plane = np.asarray(template, dtype=np.float64)[:, :2]
+    triangles = Delaunay(plane).simplices
+    facing = [(set(upper), set(lower)) for upper, lower in zip(UPPER_LIDS, LOWER_LIDS)]
+    facing.append((set(UPPER_INNER_LIP), set(LOWER_INNER_LIP)))
+    across = np.array([any(set(t) & upper and set(t) & lower for upper, lower in facing) for t in triangles])
+    triangles = triangles[~across]
+
+    def areas(points: np.ndarray) -> np.ndarray:
+        a, b, c = (points[triangles[:, k]] for k in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    rest = areas(plane)
+    out = basis.copy()
+    for k in range(len(out)):
+        move = out[k, :, :2] * intensity
+        for _ in range(rounds):
+            squeezed = areas(plane + move) < min_area * rest
+            if not squeezed.any():
+                break
+            bad = triangles[squeezed]
+            mean = move[bad].mean(1)                                   # (B, 2)
+            total = np.zeros_like(move)
+            count = np.zeros(len(move))
+            np.add.at(total, bad.ravel(), np.repeat(mean, 3, axis=0))
+            np.add.at(count, bad.ravel(), 1)
+            pulled = (count > 0) & support[k]
+            move[pulled] = (move[pulled] + total[pulled] / count[pulled, None]) / 2
+        out[k, :, :2] = move / intensity
     return out
 
 
