@@ -14,7 +14,7 @@ import numpy as np
 
 from animator.aus import AU_NAMES, FACS_NAMES
 from animator.errors import AnimatorError
-from animator.motion.rig import RIG_PATH, AURig, keep_contours_apart
+from animator.motion.rig import RIG_PATH, AURig
 from animator.outputs import atomic_output
 
 INTENSITY = 3.0
@@ -34,7 +34,7 @@ def draw(rig: AURig, out: Path, overwrite: bool) -> None:
     for ax, (k, name) in zip(axes.flat, enumerate(AU_NAMES)):
         delta = np.zeros(len(AU_NAMES))
         delta[k] = INTENSITY
-        after = keep_contours_apart(before + rig.offsets(delta))
+        after = rig.displace(before, delta)  # the template is the face frame: as a face moves
         moved = np.linalg.norm(after - before, axis=1) > 1e-3
         ax.scatter(before[:, 0], before[:, 1], s=1, c="0.7", linewidths=0)
         ax.scatter(after[moved, 0], after[moved, 1], s=1.5, c="crimson", linewidths=0)

@@ -10,7 +10,7 @@ import pytest
 from animator.aus import AU_NAMES, N_AUS, parse_target
 from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH
-from animator.motion.fit import Clip, fit_basis, mirror_index, support_mask, symmetrise
+from animator.motion.fit import MIN_AREA, Clip, fit_basis, mirror_index, support_mask, symmetrise, unfold
 from animator.motion.move import face_field, move_face, opening_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig, keep_contours_apart
 from animator.motion.warp import MotionField, apply_field, frame_offsets, motion_field
@@ -218,6 +218,37 @@ def test_fitting_recovers_a_known_rig_within_its_supports(rig):
     fitted = fit_basis(synthetic_clips(truth, rig.template, rng), support, ridge=1e-4)
     assert np.abs(fitted - truth).max() < 2e-3
     assert not (np.abs(fitted).sum(-1) > 0)[~support].any()
+
+
+def smallest_area_share(basis: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """(17,) per AU at intensity 5: the smallest area share of a template mesh triangle that
+    does not span an eye or the mouth."""
+    from scipy.spatial import Delaunay
+
+    from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+
+    plane = template[:, :2]
+    triangles = Delaunay(plane).simplices
+    pairs = [(set(u), set(lo)) for u, lo in zip(UPPER_LIDS + (UPPER_INNER_LIP,), LOWER_LIDS + (LOWER_INNER_LIP,))]
+    triangles = np.array([t for t in triangles if not any(set(t) & u and set(t) & lo for u, lo in pairs)])
+
+    def areas(points):
+        a, b, c = (points[triangles[:, k]] for k in range(3))
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    return np.array([(areas(plane + 5 * basis[k, :, :2]) / areas(plane)).min() for k in range(len(basis))])
+
+
+def test_unfolding_stops_a_brow_running_into_the_forehead(rig):
+    support = support_mask(rig.template)
+    assert smallest_area_share(rig.basis, rig.template).min() >= MIN_AREA - 0.02  # the shipped rig
+    folding = np.zeros_like(rig.basis)
+    folding[AU_NAMES.index("AU01"), 105, 1] = -0.06   # a brow point 0.3 up at 5: past its forehead row
+    assert smallest_area_share(folding, rig.template)[AU_NAMES.index("AU01")] < 0
+    fixed = unfold(folding, rig.template, support)
+    assert smallest_area_share(fixed, rig.template)[AU_NAMES.index("AU01")] >= MIN_AREA - 0.02
+    assert fixed[AU_NAMES.index("AU01"), 105, 1] < -0.02                       # the brow still rises
+    assert not (np.abs(fixed).sum(-1) > 0)[~support].any()
 
 
 def test_symmetrise_mirrors_left_and_right(rig):
