@@ -9,7 +9,8 @@ near neutral (each tested AU reads below 1). For every face and every tested AU,
 edited to its own AUs with that one AU set to 4 (``animator morph``'s path: the largest face,
 the shipped generator, pasted back at full resolution), then the edited photo is read again by
 the estimator. Prints JSON: per AU and motion mode, the fraction of faces reading >= 2 and the
-median reading. ``--sheet`` writes a contact sheet: faces x presets, each as today's edit
+median reading; ``rig landmarks`` reads the rig's target landmarks themselves (no picture), so
+a gap between it and ``warp`` is the landmark model not re-finding the motion on the photo. ``--sheet`` writes a contact sheet: faces x presets, each as today's edit
 (motion none) and the new one (warp). ``--extra`` adds photos (e.g. frames of clips) to the
 sheet only. ``--identity`` (the SFace model, :mod:`pipelines.identity`) adds, per preset and
 motion mode, the mean cosine between the embeddings of each input face and its edit, and the
@@ -37,6 +38,7 @@ REQUEST = 4.0
 READS_AS = 2.0
 SHEET_TARGETS = ("happy", "surprise", "anger", "blink", "AU26=4")
 SHEET_FACES = 6
+RIG_LANDMARKS = "rig landmarks"  # the rig's targets read directly: the warp's ceiling
 IDENTITY_MODES = ("none", "warp")  # the paper's generator alone against the default
 TILE = 176
 
@@ -65,11 +67,27 @@ def prepare_photo(rgb: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
 
 
-def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | None:
+def read_mesh(rgb: np.ndarray, detector, landmarker) -> np.ndarray | None:
+    """The first detected face's 478 landmarks, None without a face."""
     detections = detector.detect(rgb)
-    if not detections:
-        return None
-    return estimator.estimate(landmarker.landmarks(rgb, detections[0]))
+    return landmarker.landmarks(rgb, detections[0]) if detections else None
+
+
+def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | None:
+    mesh = read_mesh(rgb, detector, landmarker)
+    return None if mesh is None else estimator.estimate(mesh)
+
+
+def rig_readings(mesh: np.ndarray, targets: np.ndarray, rig, estimator) -> np.ndarray:
+    """(N,) the estimator's reading of each tested AU on the rig's target landmarks themselves
+    (no picture): what the read-back would be if the landmark model re-found every moved
+    landmark exactly on the edited photo."""
+    current = estimator.estimate(mesh)
+    moved = np.repeat(mesh[None], len(targets), axis=0)
+    for i, target in enumerate(targets):
+        moved[i, : len(rig.template)] = rig.displace(mesh, np.maximum(target - current, 0.0))
+    readings = estimator.estimate(moved)
+    return np.array([readings[i, AU_NAMES.index(au)] for i, au in enumerate(TESTED)])
 
 
 def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
@@ -120,12 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         # --motion mode -> (editor, rig)
         modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
         faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
-        readings = {mode: {au: [] for au in TESTED} for mode in modes}
+        readings = {mode: {au: [] for au in TESTED} for mode in (*modes, RIG_LANDMARKS)}
         for _, image in faces:
-            base = read_aus(image, detector, landmarker, estimator)
+            mesh = read_mesh(image, detector, landmarker)
+            base = estimator.estimate(mesh)
             targets = np.repeat(base[None], len(TESTED), axis=0)
             for i, au in enumerate(TESTED):
                 targets[i, AU_NAMES.index(au)] = REQUEST
+            for au, value in zip(TESTED, rig_readings(mesh, targets, rig, estimator)):
+                readings[RIG_LANDMARKS][au].append(float(value))
             for mode, (mode_editor, mode_rig) in modes.items():
                 for au, edited in zip(TESTED, edit(image, targets, mode_editor, mode_rig)):
                     got = read_aus(edited, detector, landmarker, estimator)
