@@ -24,7 +24,7 @@ from animator.errors import AnimatorError
 from animator.estimate import AUEstimator, smooth_au_series
 from animator.estimate.aus import CALIBRATION_FORMAT
 from animator.estimate.geometry import normalise_pose
-from animator.motion.fit import (MIN_AREA, PRIOR_SIGMA, SUPPORT, Clip, calibrate_units, fit_rig_basis,
+from animator.motion.fit import (BUNCHED_AREA, MIN_AREA, PRIOR_SIGMA, SUPPORT, Clip, calibrate_units, fit_rig_basis,
                                  geometric_prior, leave_one_out, support_mask, unfold)
 from animator.motion.rig import AURig
 from animator.outputs import atomic_output
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             "units": {"method": "calibrate_units: per AU, the factor that makes +2 read back as "
                                 f"+2 (median) on the {RESTING_FRAMES} most neutral frames of each clip",
                       "factors": {n: round(float(f), 3) for n, f in zip(SUPPORT, units)}},
-            "unfolded": f"unfold: at intensity 5 alone, no mesh triangle below {MIN_AREA} of its area",
+            "unfolded": f"unfold: at intensity 5 alone, no mesh triangle below {MIN_AREA} of its area "
+                        f"({BUNCHED_AREA} between the brows)",
             "ridge": best,
             "held_out_explained": {str(r): {k: round(v, 3) for k, v in s.items()} for r, s in held_out.items()},
             "au_change_std": {name: round(float(s), 3) for name, s in zip(SUPPORT, au_spread)},

@@ -10,7 +10,7 @@ import pytest
 from animator.aus import AU_NAMES, N_AUS, parse_target
 from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH
-from animator.motion.fit import MIN_AREA, Clip, fit_basis, mirror_index, support_mask, symmetrise, unfold
+from animator.motion.fit import MIN_AREA, REGIONS, Clip, fit_basis, mirror_index, support_mask, symmetrise, unfold
 from animator.motion.move import face_field, move_face, opening_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig, keep_contours_apart
 from animator.motion.warp import MotionField, apply_field, frame_offsets, motion_field
@@ -222,7 +222,7 @@ def test_fitting_recovers_a_known_rig_within_its_supports(rig):
 
 def smallest_area_share(basis: np.ndarray, template: np.ndarray) -> np.ndarray:
     """(17,) per AU at intensity 5: the smallest area share of a template mesh triangle that
-    does not span an eye or the mouth."""
+    does not span an eye or the mouth nor lie between the brows (that skin may bunch)."""
     from scipy.spatial import Delaunay
 
     from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
@@ -231,6 +231,8 @@ def smallest_area_share(basis: np.ndarray, template: np.ndarray) -> np.ndarray:
     triangles = Delaunay(plane).simplices
     pairs = [(set(u), set(lo)) for u, lo in zip(UPPER_LIDS + (UPPER_INNER_LIP,), LOWER_LIDS + (LOWER_INNER_LIP,))]
     triangles = np.array([t for t in triangles if not any(set(t) & u and set(t) & lo for u, lo in pairs)])
+    centroid = plane[triangles].mean(1)
+    triangles = triangles[~REGIONS["between_brows"](centroid[:, 0], centroid[:, 1])]
 
     def areas(points):
         a, b, c = (points[triangles[:, k]] for k in range(3))

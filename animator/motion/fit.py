@@ -39,6 +39,11 @@ CALIBRATION_SCALES = np.geomspace(0.5, 2.0, 7)  # how far (beyond, brows fold ov
 SMOOTH_SIGMA = 0.05  # ... how far the fitted moves are averaged
 TAPER = 0.12        # ... and over what distance they fade out at their region's border
 MIN_AREA = 0.4      # at full intensity, no mesh triangle shrinks below this share of its area
+BUNCHED_AREA = 0.1  # ... except between the brows, whose skin the corrugator bunches into furrows
+# per round, how far a squeezed triangle's corners are pulled towards its mean move, (x, y):
+# folds run along the face (a brow onto the lid crease), so sideways moves (brows drawn
+# together) are kept as far as the vertical pull allows
+PULL = np.array([0.1, 0.5])
 
 
 def _mouth_line(x: np.ndarray) -> np.ndarray:
@@ -68,6 +73,7 @@ REGIONS: dict[str, Region] = {
     "mouth": lambda x, y: (np.abs(x) < 1.05) & (y > 0.3) & (y < 1.4),    # cheeks, lips, not chin
     "lip_corners": lambda x, y: (np.abs(x) > 0.2) & (np.abs(x) < 1.05) & (y > 0.55) & (y < 1.45),
     "lips": lambda x, y: (np.abs(x) < 0.75) & (y > 0.65) & (y < 1.35),
+    "between_brows": lambda x, y: (np.abs(x) < 0.3) & (y > -0.45) & (y < 0.0),  # skin that bunches
     "chin": lambda x, y: (np.abs(x) < 0.65) & (y > _mouth_line(x)),
     "jaw": lambda x, y: y > _mouth_line(x) - 0.04,                  # lower lip, chin, jaw line
 }
@@ -242,14 +248,16 @@ def smooth(basis: np.ndarray, template: np.ndarray, support: np.ndarray,
 
 
 def unfold(basis: np.ndarray, template: np.ndarray, support: np.ndarray, intensity: float = AU_MAX,
-           min_area: float = MIN_AREA, rounds: int = 200) -> np.ndarray:
+           rounds: int = 2000) -> np.ndarray:
     """``basis`` with each AU's moves spread so that, at ``intensity``, no triangle of the
     template's mesh (Delaunay in the face plane; triangles across the eye and mouth openings
-    left out: those close by design) shrinks below ``min_area`` of its area or turns over.
+    left out: those close by design) shrinks below ``MIN_AREA`` of its area (``BUNCHED_AREA``
+    between the brows: brows drawn together bunch the skin there) or turns over.
     Per-landmark regression lets a brow run into the forehead row above it (a raised brow
     then folds the forehead over itself) or onto the lid below it; each round pulls the
-    vertices of every such triangle halfway towards the triangle's mean move (a translation,
-    which keeps its area), within the AU's support, so the skin around is carried along."""
+    vertices of every such triangle towards the triangle's mean move (a translation, which
+    keeps its area; :data:`PULL`), within the AU's support, so the skin around is carried
+    along."""
     from scipy.spatial import Delaunay  # noqa: PLC0415
 
     from animator.motion.rig import LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP, UPPER_LIDS  # noqa: PLC0415
@@ -266,11 +274,13 @@ def unfold(basis: np.ndarray, template: np.ndarray, support: np.ndarray, intensi
         return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
     rest = areas(plane)
+    centroid = plane[triangles].mean(1)
+    floor = np.where(REGIONS["between_brows"](centroid[:, 0], centroid[:, 1]), BUNCHED_AREA, MIN_AREA) * rest
     out = basis.copy()
     for k in range(len(out)):
         move = out[k, :, :2] * intensity
         for _ in range(rounds):
-            squeezed = areas(plane + move) < min_area * rest
+            squeezed = areas(plane + move) < floor
             if not squeezed.any():
                 break
             bad = triangles[squeezed]
@@ -280,7 +290,7 @@ def unfold(basis: np.ndarray, template: np.ndarray, support: np.ndarray, intensi
             np.add.at(total, bad.ravel(), np.repeat(mean, 3, axis=0))
             np.add.at(count, bad.ravel(), 1)
             pulled = (count > 0) & support[k]
-            move[pulled] = (move[pulled] + total[pulled] / count[pulled, None]) / 2
+            move[pulled] += PULL * (total[pulled] / count[pulled, None] - move[pulled])
         out[k, :, :2] = move / intensity
     return out
 
