@@ -24,8 +24,8 @@ from animator.errors import AnimatorError
 from animator.estimate import AUEstimator, smooth_au_series
 from animator.estimate.aus import CALIBRATION_FORMAT
 from animator.estimate.geometry import normalise_pose
-from animator.motion.fit import (BUNCHED_AREA, MIN_AREA, PRIOR_SIGMA, SUPPORT, Clip, calibrate_units, fit_rig_basis,
-                                 geometric_prior, leave_one_out, support_mask, unfold)
+from animator.motion.fit import (BUNCHED_AREA, MIN_AREA, PRIOR_SIGMA, SUPPORT, Clip, calibrate_units,
+                                 fit_rig_basis, geometric_prior, leave_one_out, support_mask, unfold)
 from animator.motion.rig import AURig
 from animator.outputs import atomic_output
 from pipelines.render import track_faces

@@ -10,8 +10,9 @@ edited to its own AUs with that one AU set to 4 (``animator morph``'s path: the 
 the shipped generator, pasted back at full resolution), then the edited photo is read again by
 the estimator. Prints JSON: per AU and motion mode, the fraction of faces reading >= 2 and the
 median reading; ``rig landmarks`` reads the rig's target landmarks themselves (no picture), so
-a gap between it and ``warp`` is the landmark model not re-finding the motion on the photo. ``--sheet`` writes a contact sheet: faces x presets, each as today's edit
-(motion none) and the new one (warp). ``--extra`` adds photos (e.g. frames of clips) to the
+a gap between it and ``warp`` is the landmark model not re-finding the motion on the photo.
+``--sheet`` writes a contact sheet: faces x presets, each as today's edit (motion none) and
+the new ones (warp+generator, warp). ``--extra`` adds photos (e.g. frames of clips) to the
 sheet only. ``--identity`` (the SFace model, :mod:`pipelines.identity`) adds, per preset and
 motion mode, the mean cosine between the embeddings of each input face and its edit, and the
 share of edits OpenCV's threshold still calls the same person.
@@ -157,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "median": round(float(np.median(v)), 2)} for au, v in per.items()}
                       for mode, per in readings.items()}}
         if args.identity:
-            report["identity"] = identity_per_preset(args.identity, faces, {m: modes[m] for m in IDENTITY_MODES},
-                                                     detector)
+            compared = {mode: modes[mode] for mode in IDENTITY_MODES}
+            report["identity"] = identity_per_preset(args.identity, faces, compared, detector)
         if args.sheet:
             write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
                         modes, detector)

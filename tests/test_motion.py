@@ -10,7 +10,8 @@ import pytest
 from animator.aus import AU_NAMES, N_AUS, parse_target
 from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH
-from animator.motion.fit import MIN_AREA, REGIONS, Clip, fit_basis, mirror_index, support_mask, symmetrise, unfold
+from animator.motion.fit import (MIN_AREA, REGIONS, Clip, fit_basis, mirror_index, support_mask, symmetrise,
+                                 unfold)
 from animator.motion.move import face_field, move_face, opening_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig, keep_contours_apart
 from animator.motion.warp import MotionField, apply_field, frame_offsets, motion_field
@@ -133,12 +134,20 @@ def test_openings_split_at_midlines_unless_an_upper_lid_closes_over_the_eye(rig)
     assert len(sources) == 2 * 2 * len(UPPER_LIDS[0]) + 9
     still = np.all(sources[:-9] == targets[:-9], axis=1)
     assert still.sum() == 2 * len(UPPER_LIDS[0])
+    # half closed, the field shows the eye in place just under the new lid margin
+    half = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 3.0))[:, :2]
+    field = face_field((400, 600, 3), face, half)
+    x0, y0 = field.box[:2]
+    for upper in UPPER_LIDS:
+        under = np.rint(half[list(upper[2:5])] + (0.0, 2.0)).astype(int)
+        assert np.abs(field.offsets[under[:, 1] - y0, under[:, 0] - x0]).max() < 0.5
+        assert (half[list(upper), 1] - face[list(upper), 1]).max() > 4  # the lid came down
 
 
 def eye_aperture(mesh: np.ndarray) -> float:
     """Both eyes' mean lid gap over their mean width (frame px ratio)."""
-    gaps = [(mesh[list(low), 1] - mesh[list(up), 1]).mean() / np.linalg.norm(mesh[up[0], :2] - mesh[up[-1], :2])
-            for up, low in zip(UPPER_LIDS, LOWER_LIDS)]
+    gaps = [(mesh[list(low), 1] - mesh[list(up), 1]).mean()
+            / np.linalg.norm(mesh[up[0], :2] - mesh[up[-1], :2]) for up, low in zip(UPPER_LIDS, LOWER_LIDS)]
     return float(np.mean(gaps))
 
 
@@ -229,7 +238,8 @@ def smallest_area_share(basis: np.ndarray, template: np.ndarray) -> np.ndarray:
 
     plane = template[:, :2]
     triangles = Delaunay(plane).simplices
-    pairs = [(set(u), set(lo)) for u, lo in zip(UPPER_LIDS + (UPPER_INNER_LIP,), LOWER_LIDS + (LOWER_INNER_LIP,))]
+    pairs = [(set(u), set(lo))
+             for u, lo in zip(UPPER_LIDS + (UPPER_INNER_LIP,), LOWER_LIDS + (LOWER_INNER_LIP,))]
     triangles = np.array([t for t in triangles if not any(set(t) & u and set(t) & lo for u, lo in pairs)])
     centroid = plane[triangles].mean(1)
     triangles = triangles[~REGIONS["between_brows"](centroid[:, 0], centroid[:, 1])]

@@ -12,9 +12,10 @@ the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
 ``animator/assets/au_rig.json`` with its provenance.
 
 A blink closes each eye by its own opening: AU45 at intensity i brings the upper lids at least
-i/5 of the way down, the lid skin above them following as one sheet. Lids and lips are contours that meet but never cross: after the displacement an upper lid
-that would pass its lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that would
-pass each other meet in the middle (a closing mouth stays closed).
+i/5 of the way down, the lid skin above them following as one sheet. Lids and lips are
+contours that meet but never cross: after the displacement an upper lid that would pass its
+lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that
+would pass each other meet in the middle (a closing mouth stays closed).
 """
 
 from __future__ import annotations
