@@ -10,8 +10,9 @@ beyond both ends with a fixed ``slope``, then clipped to 0-5.
 Two modes. **Static** (:meth:`AUEstimator.estimate`): every frame on its own, for photos.
 **Video** (:meth:`AUEstimator.estimate_track`): one person's whole track; for the AUs OpenFace
 itself scores with person-normalised ("dynamic") models, each feature is taken relative to the
-track's median first, so a high brow or a long chin is not read as expression -- OpenFace's
-video mode does the same with its appearance features. Each mode has its own fitted maps.
+track's resting value first (its :data:`BASELINE_PERCENTILE`), so a high brow or a long chin is
+not read as expression -- OpenFace's video mode normalises its appearance features by the
+person's median likewise. Each mode has its own fitted maps.
 Everything comes from ``animator/assets/au_calibration.json``, written by
 :mod:`animator.estimate.calibrate`.
 """
@@ -32,8 +33,12 @@ from animator.faces.landmarks import N_LANDMARKS
 
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "assets" / "au_calibration.json"
 CALIBRATION_FORMAT = "animator-au-calibration/3"
-# A track shorter than this has no reliable median: video mode falls back to the static maps.
+# A track shorter than this has no reliable baseline: video mode falls back to the static maps.
 MIN_TRACK_FRAMES = 25
+# Video mode's per-track baseline: each feature's 25th percentile over the track, a resting
+# face for AUs that only add movement from rest. Not the median: in expressive footage the
+# median frame already has raised brows or an open mouth (docs/au_estimation.md).
+BASELINE_PERCENTILE = 25.0
 
 
 def _paired_blendshapes() -> tuple[tuple[str, ...], np.ndarray]:
@@ -99,7 +104,7 @@ class AUEstimator:
     """478 landmarks (the tracker's ``mesh``) -> 17 AU intensities on 0-5.
 
     ``rules``: the static map of every AU. ``video_rules``: the AUs read relative to the
-    track's median in video mode, with the maps fitted that way; the others use ``rules``.
+    track's resting value in video mode, with the maps fitted that way; the others use ``rules``.
     """
 
     def __init__(self, template: np.ndarray, rules: dict[str, AURule],
@@ -159,14 +164,14 @@ class AUEstimator:
 
     def track_intensities(self, features: np.ndarray) -> np.ndarray:
         """Video mode: (N, F) features of one person's track -> (N, 17) float32; the AUs in
-        ``video_rules`` read each feature relative to the track's median. A track shorter
-        than :data:`MIN_TRACK_FRAMES` gets the static maps."""
+        ``video_rules`` read each feature relative to the track's :data:`BASELINE_PERCENTILE`.
+        A track shorter than :data:`MIN_TRACK_FRAMES` gets the static maps."""
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2:
             raise AnimatorError(f"a track's features must be (frames, {len(FEATURE_NAMES)}), got {features.shape}")
         if len(features) < MIN_TRACK_FRAMES:
             return self.intensities(features)
-        relative = features - np.nanmedian(features, axis=0)
+        relative = features - np.nanpercentile(features, BASELINE_PERCENTILE, axis=0)
         return _clipped(np.stack([self.video_rules[name](relative) if name in self.video_rules
                                   else self.rules[name](features) for name in AU_NAMES], axis=-1))
 

@@ -25,8 +25,8 @@ closed eye at the top of the scale; the estimator must agree with the presets th
 is driven by.
 
 Two modes are fitted: ``static`` on single frames, and ``video`` for the AUs in
-:data:`VIDEO_BASELINE`, on each person's features relative to their own median (the estimator's
-``estimate_track``).
+:data:`VIDEO_BASELINE`, on each person's features relative to their own resting value (the
+estimator's ``estimate_track``).
 
 Validation is **leave one person out** and covers the whole procedure: for each held-out
 person the weights, the features kept and the quantile/prior decision come from the other two
@@ -57,16 +57,16 @@ from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.estimate import aus as au_table
 from animator.estimate import geometry
-from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, rule_to_dict
+from animator.estimate.aus import BASELINE_PERCENTILE, FEATURE_NAMES, AUEstimator, AUMap, AURule, rule_to_dict
 from animator.media.images import read_image
 
 PAD = 32
-MIN_R = 0.4
+MIN_STD, MIN_R = 0.25, 0.4
 PERSON_MIN_STD = 0.15   # a person's OpenFace values vary (for fitting and for the score) this much
 MIN_SPREAD = 1e-4       # a feature that moves less than this (coefficient or IOD units) is dead
 KEEP_FRACTION = 0.5     # a candidate joins the weighted sum if its r is at least this share of the best
 QUANTILES = np.linspace(0.0, 100.0, 51)
-# AUs read relative to the track's median in video mode: those OpenFace 2 scores with its
+# AUs read relative to the track's resting value in video mode: those OpenFace 2 scores with its
 # person-normalised ("dynamic") intensity models (its AU_all_best list), decided before
 # looking at our data. The others (AU04, 06, 07, 10, 12, 14) keep the static maps in videos.
 VIDEO_BASELINE = frozenset({"AU01", "AU02", "AU05", "AU09", "AU15", "AU17", "AU20", "AU23", "AU25",
@@ -91,8 +91,13 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "AU17": ("mouthShrugLower", "chin_raise"),
     "AU20": ("mouthStretch", "lip_stretch"),
     "AU23": ("mouthPress", "lip_press", "mouthRollLower"),
-    "AU25": ("lips_part", "mouthLowerDown", "jawOpen"),
-    "AU26": ("jawOpen", "jaw_drop", "mouthClose"),  # mouthClose: ARKit's jaw-open-lips-closed
+    # The mouth-opening AUs read the issue's natural pair alone. OpenFace splits one open mouth
+    # into AU25 *or* AU26 (their within-person r: -0.26, -0.50, +0.26); weighting other mouth
+    # features (mouthLowerDown, jaw_drop, mouthClose) by their agreement with it learns that
+    # split, and the sums read a plainly dropped jaw on the acting clips at 1.0-1.8 where these
+    # read 2.3-2.5 (docs/au_estimation.md has the numbers).
+    "AU25": ("lips_part",),
+    "AU26": ("jawOpen",),
     "AU45": ("eyeBlink", "eye_closure"),
 }
 
@@ -183,9 +188,10 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
 
 
-def relative_to_median(person: Person) -> Person:
-    """The person's features relative to their own median: video mode's per-track baseline."""
-    return Person(person.name, person.features - np.nanmedian(person.features, axis=0), person.aus)
+def relative_to_baseline(person: Person) -> Person:
+    """The person's features relative to their own resting value: video mode's per-track
+    baseline (:data:`animator.estimate.aus.BASELINE_PERCENTILE`)."""
+    return Person(person.name, person.features - np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0), person.aus)
 
 
 def combination(people: list[Person], index: int) -> tuple[tuple[str, ...], np.ndarray]:
@@ -220,8 +226,11 @@ def fit_quantile(people: list[Person], index: int) -> AURule:
 
 
 def fit_prior(people: list[Person], index: int) -> AURule:
-    """The AU's first candidate alone with the fixed span of :func:`prior_map`."""
-    feature = CANDIDATES[AU_NAMES[index]][0]
+    """The AU's first live candidate (one that moves at all: MediaPipe's cheekSquint and
+    noseSneer hardly ever do) alone with the fixed span of :func:`prior_map`."""
+    candidates = CANDIDATES[AU_NAMES[index]]
+    spread = [np.concatenate([p.features[:, FEATURE_NAMES.index(f)] for p in people]).std() for f in candidates]
+    feature = next((f for f, s in zip(candidates, spread) if s >= MIN_SPREAD), candidates[0])
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
     y = np.concatenate([p.aus[:, index] for p in people])
@@ -251,9 +260,10 @@ def agreement(people: list[Person], index: int, predictions: list[np.ndarray]) -
 
 def fit_rule(people: list[Person], index: int) -> tuple[AURule, str]:
     """One AU's rule fitted on ``people`` and its method: ``quantile`` where OpenFace varies
-    within someone (std >= PERSON_MIN_STD) and the weighted sum follows it within people (mean
-    r >= MIN_R); otherwise, and always for FACS_SCALED AUs, the ``prior``."""
-    if AU_NAMES[index] not in FACS_SCALED:
+    (pooled std >= MIN_STD) and the weighted sum follows it within people (mean r >= MIN_R);
+    otherwise, and always for FACS_SCALED AUs, the ``prior``."""
+    target = np.concatenate([p.aus[:, index] for p in people])
+    if AU_NAMES[index] not in FACS_SCALED and target.std() >= MIN_STD:
         rule = fit_quantile(people, index)
         if rule.au_map is not None and np.nan_to_num(within_r(people, index, rule), nan=-1.0) >= MIN_R:
             return rule, "quantile"
@@ -301,7 +311,7 @@ def calibrate(data: Path) -> dict:
     template = build_template(FaceDetector(), MeshLandmarker())
     unfitted = {n: AURule(CANDIDATES[n][:1], np.ones(1), None) for n in AU_NAMES}
     people = load_people(Path(data), AUEstimator(template, unfitted))
-    relative = [relative_to_median(p) for p in people]
+    relative = [relative_to_baseline(p) for p in people]
     entries = {}
     for index, name in enumerate(AU_NAMES):
         target = np.concatenate([p.aus[:, index] for p in people])
@@ -327,7 +337,7 @@ def calibrate(data: Path) -> dict:
                       "frames OpenFace scores < 0.5, where the data cannot fit or the scale is "
                       "anatomical (AU45: closed eye = 5). 'static': single frames; 'video' (AUs "
                       "OpenFace scores with person-normalised models): features relative to the "
-                      "track's median",
+                      f"track's {BASELINE_PERCENTILE:g}th percentile",
             "validation": "leave one person out (3 folds), weights and method fitted inside each fold "
                           "(lopo_features: the features each fold kept); lopo_r = Pearson r of the "
                           "pooled held-out predictions, lopo_r_per_person = r within each held-out "
