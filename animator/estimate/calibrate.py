@@ -12,11 +12,12 @@ Per AU, a **weighted sum of its candidates**: each candidate weighted by its mea
 with OpenFace *within* each person whose OpenFace values vary (std >= PERSON_MIN_STD), over
 its spread; candidates under KEEP_FRACTION of the best r, not positive, or dead (spread <
 MIN_SPREAD) are left out. Within-person r ignores each person's offset, which with three
-people would otherwise decide (OpenFace scores AU14 ~1.4 throughout one clip). Where the sum
-follows OpenFace within people (mean r >= MIN_R), its percentiles are mapped onto OpenFace's
-over the same frames (``quantile``: equipercentile, monotone, the least-squares gain as the
-slope beyond the data; a regression would shrink every peak towards the mean by the
-correlation: a plain brow raise read AU01 1.4 that way, where OpenFace scores the same
+people would otherwise decide (OpenFace scores AU14 ~1.4 throughout one clip). Where
+OpenFace's labels vary in the data set (pooled std >= MIN_STD, decided on the labels alone)
+and the sum follows OpenFace within people (mean r >= MIN_R), its percentiles are mapped onto
+OpenFace's over the same frames (``quantile``: equipercentile, monotone, the least-squares
+gain as the slope beyond the data; a regression would shrink every peak towards the mean by
+the correlation: a plain brow raise read AU01 1.4 that way, where OpenFace scores the same
 blendshape value 2.5-3). Otherwise the AU gets a ``prior``: its first candidate, zero at the
 90th percentile of the feature over frames OpenFace scores below 0.5, reaching 5 at
 :data:`PRIOR_SPAN` above it. AUs in :data:`FACS_SCALED` always take the prior: OpenFace's AU45
@@ -29,9 +30,9 @@ Two modes are fitted: ``static`` on single frames, and ``video`` for the AUs in
 estimator's ``estimate_track``).
 
 Validation is **leave one person out** and covers the whole procedure: for each held-out
-person the weights, the features kept and the quantile/prior decision come from the other two
-alone; the score is the mean within-person r over the held-out people whose OpenFace values
-vary (a constant prediction scores 0). The shipped rules are fitted on all three people.
+person the weights, the features kept and the r gate come from the other two alone; the score
+is the mean within-person r over the held-out people whose OpenFace values vary (a constant
+prediction scores 0). The shipped rules are fitted on all three people.
 Reported per AU and mode: the score, the pooled r and MAE, r within each held-out person, the
 features each fold kept, and the mean offset on frames OpenFace scores below 0.5 ("neutral
 offset").
@@ -226,11 +227,8 @@ def fit_quantile(people: list[Person], index: int) -> AURule:
 
 
 def fit_prior(people: list[Person], index: int) -> AURule:
-    """The AU's first live candidate (one that moves at all: MediaPipe's cheekSquint and
-    noseSneer hardly ever do) alone with the fixed span of :func:`prior_map`."""
-    candidates = CANDIDATES[AU_NAMES[index]]
-    spread = [np.concatenate([p.features[:, FEATURE_NAMES.index(f)] for p in people]).std() for f in candidates]
-    feature = next((f for f, s in zip(candidates, spread) if s >= MIN_SPREAD), candidates[0])
+    """The AU's first candidate alone with the fixed span of :func:`prior_map`."""
+    feature = CANDIDATES[AU_NAMES[index]][0]
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
     y = np.concatenate([p.aus[:, index] for p in people])
@@ -258,12 +256,19 @@ def agreement(people: list[Person], index: int, predictions: list[np.ndarray]) -
             "neutral_offset": float((pred[absent] - target[absent]).mean()) if absent.any() else float("nan")}
 
 
-def fit_rule(people: list[Person], index: int) -> tuple[AURule, str]:
-    """One AU's rule fitted on ``people`` and its method: ``quantile`` where OpenFace varies
-    (pooled std >= MIN_STD) and the weighted sum follows it within people (mean r >= MIN_R);
-    otherwise, and always for FACS_SCALED AUs, the ``prior``."""
-    target = np.concatenate([p.aus[:, index] for p in people])
-    if AU_NAMES[index] not in FACS_SCALED and target.std() >= MIN_STD:
+def fittable(people: list[Person], index: int) -> bool:
+    """Whether OpenFace's labels vary enough in the data set (pooled std >= MIN_STD) to fit
+    the AU at all; FACS_SCALED AUs never are. Decided once on all people's labels -- it looks at
+    no feature and no prediction -- so that leaving out the one person who shows an AU most
+    (AU06: eric_andre) does not turn the AU into a prior in that fold alone."""
+    return AU_NAMES[index] not in FACS_SCALED and np.concatenate([p.aus[:, index] for p in people]).std() >= MIN_STD
+
+
+def fit_rule(people: list[Person], index: int, fit: bool) -> tuple[AURule, str]:
+    """One AU's rule fitted on ``people`` and its method: ``quantile`` where the AU is
+    ``fit`` (:func:`fittable`) and the weighted sum follows OpenFace within people (mean r >=
+    MIN_R); otherwise the ``prior``."""
+    if fit:
         rule = fit_quantile(people, index)
         if rule.au_map is not None and np.nan_to_num(within_r(people, index, rule), nan=-1.0) >= MIN_R:
             return rule, "quantile"
@@ -272,9 +277,10 @@ def fit_rule(people: list[Person], index: int) -> tuple[AURule, str]:
 
 def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
     """One AU's rule and method fitted on all ``people``, and the agreement of the whole
-    procedure -- weights and the quantile/prior decision included -- on each person left out."""
-    predictions, rules = held_out(people, index, lambda train, i: fit_rule(train, i)[0])
-    rule, method = fit_rule(people, index)
+    procedure -- weights, features kept and the r gate included -- on each person left out."""
+    fit = fittable(people, index)
+    predictions, rules = held_out(people, index, lambda train, i: fit_rule(train, i, fit)[0])
+    rule, method = fit_rule(people, index, fit)
     return rule, {"method": method, "features_per_fold": [r.feature for r in rules],
                   **agreement(people, index, predictions)}
 
