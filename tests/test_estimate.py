@@ -164,9 +164,9 @@ def test_estimates_batch_and_refuse_other_layouts(estimator, models, astronaut):
         estimator.estimate(np.zeros((68, 3)))
 
 
-# The issue's bar (leave-one-person-out score >= 0.6) as met per mode; AU02 and AU26 miss it in
-# both (docs/au_estimation.md says why). Video mode reads AU06 and AU12 statically.
-MEETS_BAR = {"static": ("AU01", "AU06", "AU12", "AU25", "AU45"), "video": ("AU01", "AU25", "AU45")}
+# The issue's bar (leave-one-person-out score >= 0.6) as met per mode; AU02 misses it in both,
+# AU26 in static mode (docs/au_estimation.md says why). Video mode reads AU06 and AU12 statically.
+MEETS_BAR = {"static": ("AU01", "AU06", "AU12", "AU25", "AU45"), "video": ("AU01", "AU25", "AU26", "AU45")}
 
 
 def test_shipped_calibration_records_sources_and_validation():
@@ -176,8 +176,9 @@ def test_shipped_calibration_records_sources_and_validation():
     for name in AU_NAMES:
         entry = data["aus"][name]
         assert ("video" in entry) == (name in calibrate.VIDEO_BASELINE)
-        for rule in (entry[mode] for mode in ("static", "video") if mode in entry):
-            assert set(rule["features"]) <= set(calibrate.CANDIDATES[name]) <= set(FEATURE_NAMES)
+        for mode in ("static", "video") if "video" in entry else ("static",):
+            rule = entry[mode]
+            assert set(rule["features"]) <= set(calibrate.candidates(name, mode)) <= set(FEATURE_NAMES)
             assert rule["method"] in ("quantile", "prior") and len(rule["lopo_features"]) == 3
             assert not rule["neutral_offset"] > 1.0, name
     assert data["aus"]["AU45"]["static"]["method"] == data["aus"]["AU45"]["video"]["method"] == "prior"
@@ -266,14 +267,15 @@ def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, mod
     for index, name in enumerate(AU_NAMES):
         if mode == "video" and name not in calibrate.VIDEO_BASELINE:
             continue
-        rule, score = calibrate.calibrate_au(people, index)
+        rule, score = calibrate.calibrate_au(people, index, mode)
         scores[name] = score
-        assert set(rule.features) <= set(calibrate.CANDIDATES[name])
+        assert set(rule.features) <= set(calibrate.candidates(name, mode))
         assert not score["neutral_offset"] > 1.0, (name, score)
-    # every 6th VoxCeleb frame, detected per frame: the full set's scores (the shipped file,
-    # pinned above) within a few hundredths; a floor under each AU guards against regressions
-    floors = {"static": {"AU01": 0.6, "AU06": 0.6, "AU12": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.3, "AU26": 0.35},
-              "video": {"AU01": 0.6, "AU25": 0.55, "AU45": 0.6, "AU02": 0.3, "AU26": 0.35}}[mode]
+    # Every 6th VoxCeleb frame, detected per frame: most scores land within 0.05 of the full
+    # set's (the shipped file, pinned above), AU02's within 0.17 (OpenFace raises it on a few
+    # frames only). A floor under each guards against regressions.
+    floors = {"static": {"AU01": 0.6, "AU06": 0.6, "AU12": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.3, "AU26": 0.4},
+              "video": {"AU01": 0.6, "AU25": 0.6, "AU26": 0.55, "AU45": 0.6, "AU02": 0.4}}[mode]
     for name, floor in floors.items():
         assert scores[name]["score"] >= floor, (name, scores[name])
 
@@ -295,19 +297,23 @@ def _check_clip_frame(values, clip, frame, what, at_least, at_most) -> None:
     assert not low and not high, f"{clip} frame {frame} ({what}): too low {low}, too high {high}; all {aus}"
 
 
-TRACK_EVERY = 10  # video-mode clip checks: every 10th frame of a clip, plus the checked frames
+TRACK_FRAMES = 60  # video-mode clip checks: about this many frames of each clip, evenly spaced
 # Video mode reads a movement against the person's own resting face. The d6 and d14 actresses
-# keep their brows partly raised through much of their clips (contact sheet in the docs), so a
-# full raise reads less above it there than against the calibration people's rest.
-VIDEO_AT_LEAST = {("d6", 200): {"AU02": 1.5}, ("d14", 72): {"AU02": 1.5}}
+# keep their brows partly raised through much of their clips (docs/au_estimation.md), so a full
+# raise reads less above that rest (AU01 1.9-2.3, AU02 1.5-1.7) than statically (3.2-3.5,
+# 2.3); their blinks, statically AU01 2.2-2.4, read 0.6 in video mode.
+BROWS_OVER_RAISED_REST = {"AU01": 1.5, "AU02": 1.2}
+VIDEO_AT_LEAST = {("d6", 200): BROWS_OVER_RAISED_REST, ("d14", 72): BROWS_OVER_RAISED_REST,
+                  ("d14", 342): BROWS_OVER_RAISED_REST}
 
 
 @pytest.fixture(scope="module")
 def clip_tracks(shared_dir, models) -> dict[str, tuple[list[int], np.ndarray]]:
-    """Per clip of :data:`CLIP_FRAMES`: frame indices and landmarks of a thinned track (every
-    TRACK_EVERY-th frame and the checked ones, the largest face). The baseline over it is the
-    whole track's within noise; landmarking every frame would take a minute more."""
-    from animator.media.decode import iter_frames
+    """Per clip of :data:`CLIP_FRAMES`: frame indices and landmarks of a thinned track (about
+    TRACK_FRAMES evenly spaced frames and the checked ones, the largest face). Its baseline is
+    the whole track's within noise; landmarking every frame would take a minute more."""
+    from animator.estimate.aus import MIN_TRACK_FRAMES
+    from animator.media.decode import iter_frames, probe
 
     detector, landmarker = models
     folder = shared_dir / "datasets" / "expression-clips"
@@ -319,14 +325,16 @@ def clip_tracks(shared_dir, models) -> dict[str, tuple[list[int], np.ndarray]]:
         path = folder / f"{clip}.mp4"
         if not path.is_file():
             pytest.skip(f"{path} is absent: the expression clips are needed")
+        step = max(1, probe(path).frames // TRACK_FRAMES)
         indices, meshes = [], []
         for item in iter_frames(path):
-            if item.index % TRACK_EVERY and item.index not in frames:
+            if item.index % step and item.index not in frames:
                 continue
             found = detector.detect(item.rgb)
             if found:
                 indices.append(item.index)
                 meshes.append(landmarker.landmarks(item.rgb, found[0]))
+        assert len(indices) >= MIN_TRACK_FRAMES, f"{clip}: too few frames for video mode"
         tracks[clip] = (indices, np.stack(meshes))
     return tracks
 

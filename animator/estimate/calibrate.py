@@ -6,7 +6,8 @@ Data: OpenFace 2 intensities for three people -- ``eric_andre/`` (81 consecutive
 with ``aus.csv``; padded with black so the detector sees background around the face) and
 ``voxceleb/`` (two talking-face clips of two other people, each with OpenFace's per-frame CSV;
 frames OpenFace did not track are dropped). The shipped detector and landmarker run on every
-frame; each AU's candidate features (:data:`CANDIDATES`) are computed as the estimator does.
+frame; each AU's candidate features (:data:`CANDIDATES`, :data:`VIDEO_CANDIDATES`) are
+computed as the estimator does.
 
 Per AU, a **weighted sum of its candidates**: each candidate weighted by its mean Pearson r
 with OpenFace *within* each person whose OpenFace values vary (std >= PERSON_MIN_STD), over
@@ -92,15 +93,26 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "AU17": ("mouthShrugLower", "chin_raise"),
     "AU20": ("mouthStretch", "lip_stretch"),
     "AU23": ("mouthPress", "lip_press", "mouthRollLower"),
-    # The mouth-opening AUs read the issue's natural pair alone. OpenFace splits one open mouth
-    # into AU25 *or* AU26 (their within-person r: -0.26, -0.50, +0.26); weighting other mouth
-    # features (mouthLowerDown, jaw_drop, mouthClose) by their agreement with it learns that
-    # split, and the sums read a plainly dropped jaw on the acting clips at 1.0-1.8 where these
-    # read 2.3-2.5 (docs/au_estimation.md has the numbers).
+    # AU25 reads the lip gap alone: MediaPipe's mouthLowerDown (FACS's AU16) stays near 0 on
+    # some plainly open mouths, and a sum with it read the acting clips' dropped jaws (lips well
+    # apart) at AU25 1.2-1.3 (docs/au_estimation.md).
     "AU25": ("lips_part",),
-    "AU26": ("jawOpen",),
+    "AU26": ("jawOpen",),   # and, in video mode, VIDEO_CANDIDATES
     "AU45": ("eyeBlink", "eye_closure"),
 }
+
+# Candidates that carry a per-person resting offset join only in video mode, where each feature
+# is relative to the person's own rest: jaw_drop measures face length as much as movement, and
+# mouthClose (ARKit's lips kept together on a lowered jaw) sits above 0 on some resting mouths.
+# Read statically they put a stranger's anatomy into AU26: a resting mouth read 1.3, a plain
+# jaw drop 1.0-1.8 (docs/au_estimation.md). mouthClose was found by looking at all three people.
+VIDEO_CANDIDATES: dict[str, tuple[str, ...]] = {"AU26": ("jaw_drop", "mouthClose")}
+
+
+def candidates(name: str, mode: str) -> tuple[str, ...]:
+    """The features AU ``name`` may read in ``mode`` (``static`` or ``video``)."""
+    return CANDIDATES[name] + (VIDEO_CANDIDATES.get(name, ()) if mode == "video" else ())
+
 
 # A prior's span: the feature's rise from the neutral zero to intensity 5. Blendshapes are
 # coefficients on 0-1; geometric measures are in inter-ocular units (1 IOD ~ 62 mm in adults),
@@ -195,12 +207,11 @@ def relative_to_baseline(person: Person) -> Person:
     return Person(person.name, person.features - np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0), person.aus)
 
 
-def combination(people: list[Person], index: int) -> tuple[tuple[str, ...], np.ndarray]:
+def combination(people: list[Person], index: int, candidates: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
     """The AU's candidates, each weighted by its mean r with OpenFace *within* each person
     (over its spread, so the weights are comparable); candidates below KEEP_FRACTION of the
     best, or not positive, are left out. Within-person r ignores each person's offset, which
     with three people would otherwise decide the weights."""
-    candidates = CANDIDATES[AU_NAMES[index]]
     agreement_r = [within_r(people, index, AURule((f,), np.ones(1), None)) for f in candidates]
     best = max(agreement_r)
     columns = [FEATURE_NAMES.index(f) for f in candidates]
@@ -218,17 +229,17 @@ def within_r(people: list[Person], index: int, rule: AURule) -> float:
         if varying else float("nan")
 
 
-def fit_quantile(people: list[Person], index: int) -> AURule:
+def fit_quantile(people: list[Person], index: int, candidates: tuple[str, ...]) -> AURule:
     """The weighted candidates, their sum's percentiles mapped onto OpenFace's."""
-    features, weights = combination(people, index)
+    features, weights = combination(people, index, candidates)
     rule = AURule(features, weights, None)
     score = np.concatenate([rule.score(p.features) for p in people])
     return AURule(features, weights, fit_map(score, np.concatenate([p.aus[:, index] for p in people])))
 
 
-def fit_prior(people: list[Person], index: int) -> AURule:
+def fit_prior(people: list[Person], index: int, candidates: tuple[str, ...]) -> AURule:
     """The AU's first candidate alone with the fixed span of :func:`prior_map`."""
-    feature = CANDIDATES[AU_NAMES[index]][0]
+    feature = candidates[0]
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
     y = np.concatenate([p.aus[:, index] for p in people])
@@ -264,23 +275,24 @@ def fittable(people: list[Person], index: int) -> bool:
     return AU_NAMES[index] not in FACS_SCALED and np.concatenate([p.aus[:, index] for p in people]).std() >= MIN_STD
 
 
-def fit_rule(people: list[Person], index: int, fit: bool) -> tuple[AURule, str]:
+def fit_rule(people: list[Person], index: int, candidates: tuple[str, ...], fit: bool) -> tuple[AURule, str]:
     """One AU's rule fitted on ``people`` and its method: ``quantile`` where the AU is
     ``fit`` (:func:`fittable`) and the weighted sum follows OpenFace within people (mean r >=
     MIN_R); otherwise the ``prior``."""
     if fit:
-        rule = fit_quantile(people, index)
+        rule = fit_quantile(people, index, candidates)
         if rule.au_map is not None and np.nan_to_num(within_r(people, index, rule), nan=-1.0) >= MIN_R:
             return rule, "quantile"
-    return fit_prior(people, index), "prior"
+    return fit_prior(people, index, candidates), "prior"
 
 
-def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
-    """One AU's rule and method fitted on all ``people``, and the agreement of the whole
-    procedure -- weights, features kept and the r gate included -- on each person left out."""
-    fit = fittable(people, index)
-    predictions, rules = held_out(people, index, lambda train, i: fit_rule(train, i, fit)[0])
-    rule, method = fit_rule(people, index, fit)
+def calibrate_au(people: list[Person], index: int, mode: str = "static") -> tuple[AURule, dict]:
+    """One AU's rule and method fitted on all ``people`` (relative to each person's rest in
+    ``video`` mode: :func:`relative_to_baseline`), and the agreement of the whole procedure --
+    weights, features kept and the r gate included -- on each person left out."""
+    fit, names = fittable(people, index), candidates(AU_NAMES[index], mode)
+    predictions, rules = held_out(people, index, lambda train, i: fit_rule(train, i, names, fit)[0])
+    rule, method = fit_rule(people, index, names, fit)
     return rule, {"method": method, "features_per_fold": [r.feature for r in rules],
                   **agreement(people, index, predictions)}
 
@@ -325,7 +337,7 @@ def calibrate(data: Path) -> dict:
         for mode, data_set in (("static", people), ("video", relative)):
             if mode == "video" and name not in VIDEO_BASELINE:
                 continue
-            rule, score = calibrate_au(data_set, index)
+            rule, score = calibrate_au(data_set, index, mode)
             entries[name][mode] = {**rule_to_dict(rule, score["method"]), **_validation(score)}
     return {
         "format": au_table.CALIBRATION_FORMAT,
