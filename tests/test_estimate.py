@@ -164,9 +164,9 @@ def test_estimates_batch_and_refuse_other_layouts(estimator, models, astronaut):
         estimator.estimate(np.zeros((68, 3)))
 
 
-# The issue's bar (leave-one-person-out score >= 0.6) as met per mode; AU02 misses it in both,
-# AU26 in static mode (docs/au_estimation.md says why). Video mode reads AU06 and AU12 statically.
-MEETS_BAR = {"static": ("AU01", "AU06", "AU12", "AU25", "AU45"), "video": ("AU01", "AU25", "AU26", "AU45")}
+# The issue's bar (leave-one-person-out score >= 0.6) as met per mode; AU02 and AU26 miss it in
+# both (docs/au_estimation.md says why). Video mode reads AU06 and AU12 statically.
+MEETS_BAR = {"static": ("AU01", "AU06", "AU12", "AU25", "AU45"), "video": ("AU01", "AU25", "AU45")}
 
 
 def test_shipped_calibration_records_sources_and_validation():
@@ -275,7 +275,7 @@ def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, mod
     # set's (the shipped file, pinned above), AU02's within 0.17 (OpenFace raises it on a few
     # frames only). A floor under each guards against regressions.
     floors = {"static": {"AU01": 0.6, "AU06": 0.6, "AU12": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.3, "AU26": 0.4},
-              "video": {"AU01": 0.6, "AU25": 0.6, "AU26": 0.55, "AU45": 0.6, "AU02": 0.4}}[mode]
+              "video": {"AU01": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.4, "AU26": 0.5}}[mode]
     for name, floor in floors.items():
         assert scores[name]["score"] >= floor, (name, scores[name])
 

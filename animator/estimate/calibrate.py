@@ -102,11 +102,11 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 
 # Candidates that carry a per-person resting offset join only in video mode, where each feature
-# is relative to the person's own rest: jaw_drop measures face length as much as movement, and
-# mouthClose (ARKit's lips kept together on a lowered jaw) sits above 0 on some resting mouths.
-# Read statically they put a stranger's anatomy into AU26: a resting mouth read 1.3, a plain
-# jaw drop 1.0-1.8 (docs/au_estimation.md). mouthClose was found by looking at all three people.
-VIDEO_CANDIDATES: dict[str, tuple[str, ...]] = {"AU26": ("jaw_drop", "mouthClose")}
+# is relative to the person's own rest: jaw_drop measures face length as much as movement; read
+# statically, a sum with it put a stranger's anatomy into AU26 (a plain "o" read 1.4 where
+# jawOpen reads 2.3). Not mouthClose, although it scores higher (docs/au_estimation.md): its
+# tiny spread gets a large weight, and a resting closed mouth read AU26 ~1 in video mode.
+VIDEO_CANDIDATES: dict[str, tuple[str, ...]] = {"AU26": ("jaw_drop",)}
 
 
 def candidates(name: str, mode: str) -> tuple[str, ...]:
