@@ -204,22 +204,25 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
 def relative_to_baseline(person: Person) -> Person:
     """The person's features relative to their own resting value: video mode's per-track
     baseline (:data:`animator.estimate.aus.BASELINE_PERCENTILE`)."""
-    return Person(person.name, person.features - np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0), person.aus)
+    resting = np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0)
+    return Person(person.name, person.features - resting, person.aus)
 
 
-def combination(people: list[Person], index: int, candidates: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
-    """The AU's candidates, each weighted by its mean r with OpenFace *within* each person
-    (over its spread, so the weights are comparable); candidates below KEEP_FRACTION of the
-    best, or not positive, are left out. Within-person r ignores each person's offset, which
-    with three people would otherwise decide the weights."""
-    agreement_r = [within_r(people, index, AURule((f,), np.ones(1), None)) for f in candidates]
+def combination(people: list[Person], index: int, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The candidate features ``names``, each weighted by its mean r with OpenFace *within*
+    each person over its spread (so the weights are comparable); candidates below
+    KEEP_FRACTION of the best, not positive or dead (spread < MIN_SPREAD) are left out.
+    Within-person r ignores each person's offset, which with three people would otherwise
+    decide the weights."""
+    agreement_r = [within_r(people, index, AURule((f,), np.ones(1), None)) for f in names]
     best = max(agreement_r)
-    columns = [FEATURE_NAMES.index(f) for f in candidates]
+    columns = [FEATURE_NAMES.index(f) for f in names]
     spread = np.concatenate([p.features[:, columns] - p.features[:, columns].mean(0) for p in people]).std(0)
-    kept = [k for k, r in enumerate(agreement_r) if r > 0 and r >= KEEP_FRACTION * best and spread[k] >= MIN_SPREAD]
+    kept = [k for k, r in enumerate(agreement_r)
+            if r > 0 and r >= KEEP_FRACTION * best and spread[k] >= MIN_SPREAD]
     if not kept:
-        return candidates[:1], np.ones(1)
-    return tuple(candidates[k] for k in kept), np.array([agreement_r[k] / spread[k] for k in kept])
+        return names[:1], np.ones(1)
+    return tuple(names[k] for k in kept), np.array([agreement_r[k] / spread[k] for k in kept])
 
 
 def within_r(people: list[Person], index: int, rule: AURule) -> float:
@@ -229,17 +232,17 @@ def within_r(people: list[Person], index: int, rule: AURule) -> float:
         if varying else float("nan")
 
 
-def fit_quantile(people: list[Person], index: int, candidates: tuple[str, ...]) -> AURule:
-    """The weighted candidates, their sum's percentiles mapped onto OpenFace's."""
-    features, weights = combination(people, index, candidates)
+def fit_quantile(people: list[Person], index: int, names: tuple[str, ...]) -> AURule:
+    """The weighted candidates ``names``, their sum's percentiles mapped onto OpenFace's."""
+    features, weights = combination(people, index, names)
     rule = AURule(features, weights, None)
     score = np.concatenate([rule.score(p.features) for p in people])
     return AURule(features, weights, fit_map(score, np.concatenate([p.aus[:, index] for p in people])))
 
 
-def fit_prior(people: list[Person], index: int, candidates: tuple[str, ...]) -> AURule:
-    """The AU's first candidate alone with the fixed span of :func:`prior_map`."""
-    feature = candidates[0]
+def fit_prior(people: list[Person], index: int, names: tuple[str, ...]) -> AURule:
+    """The first candidate of ``names`` alone with the fixed span of :func:`prior_map`."""
+    feature = names[0]
     column = FEATURE_NAMES.index(feature)
     x = np.concatenate([p.features[:, column] for p in people])
     y = np.concatenate([p.aus[:, index] for p in people])
@@ -275,15 +278,15 @@ def fittable(people: list[Person], index: int) -> bool:
     return AU_NAMES[index] not in FACS_SCALED and np.concatenate([p.aus[:, index] for p in people]).std() >= MIN_STD
 
 
-def fit_rule(people: list[Person], index: int, candidates: tuple[str, ...], fit: bool) -> tuple[AURule, str]:
-    """One AU's rule fitted on ``people`` and its method: ``quantile`` where the AU is
-    ``fit`` (:func:`fittable`) and the weighted sum follows OpenFace within people (mean r >=
-    MIN_R); otherwise the ``prior``."""
+def fit_rule(people: list[Person], index: int, names: tuple[str, ...], fit: bool) -> tuple[AURule, str]:
+    """One AU's rule over candidates ``names`` fitted on ``people``, and its method:
+    ``quantile`` where the AU is ``fit`` (:func:`fittable`) and the weighted sum follows
+    OpenFace within people (mean r >= MIN_R); otherwise the ``prior``."""
     if fit:
-        rule = fit_quantile(people, index, candidates)
+        rule = fit_quantile(people, index, names)
         if rule.au_map is not None and np.nan_to_num(within_r(people, index, rule), nan=-1.0) >= MIN_R:
             return rule, "quantile"
-    return fit_prior(people, index, candidates), "prior"
+    return fit_prior(people, index, names), "prior"
 
 
 def calibrate_au(people: list[Person], index: int, mode: str = "static") -> tuple[AURule, dict]:
