@@ -119,12 +119,13 @@ def _video(path: Path, detector, landmarker, estimator: AUEstimator, opts: Estim
                              on_frame=lambda _: bar.update()).select(opts.select)
     ids = tracks.track_ids
     missing_id = ids[0] if len(ids) == 1 else 0
-    observed = [o for o in tracks.observations if o.mesh is not None]
-    estimated = estimator.estimate(np.stack([o.mesh for o in observed])) if observed else []
     by_frame: dict[int, list[Row]] = {}
-    for face, aus in zip(observed, estimated):
-        by_frame.setdefault(face.frame_index, []).append(
-            Row(face.frame_index + 1, face.time, face.track_id, float(face.score), aus))
+    for track_id in ids:  # video mode: each track read against its own resting face
+        observed = [o for o in tracks.track(track_id) if o.mesh is not None]
+        estimated = estimator.estimate_track(np.stack([o.mesh for o in observed])) if observed else []
+        for face, aus in zip(observed, estimated):
+            by_frame.setdefault(face.frame_index, []).append(
+                Row(face.frame_index + 1, face.time, face.track_id, float(face.score), aus))
     rows = []
     for index, time in tracks.frames:
         found = sorted(by_frame.get(index, []), key=lambda row: row.face_id)

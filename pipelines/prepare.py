@@ -300,6 +300,18 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
             return result
         table = read_openface_csv(csv_path)
 
+    # a clip's crops wait for their labels: the estimator's video mode reads the whole clip
+    pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+    def write(name: str, crop: np.ndarray, label: np.ndarray | None) -> bool:
+        if label is None or not np.isfinite(label).all():
+            dropped["no_label"] += 1
+            return False
+        with atomic_output(out / IMAGES_DIR / f"{name}.{options.image_format}", overwrite=True) as tmp:
+            write_image(tmp, crop, quality=options.quality)
+        result.items.append((name, [round(float(v), 4) for v in np.clip(label, 0.0, AU_MAX)]))
+        return True
+
     def keep(rgb: np.ndarray, name: str, frame: int | None, last: list) -> None:
         found = _face_crop(rgb, models, options, policy)
         if isinstance(found, str):
@@ -312,17 +324,14 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
                 dropped["duplicate"] += 1
                 return
         if table is not None:
-            label = table.first() if frame is None else table.frames.get(frame + 1)
+            kept = write(name, crop, table.first() if frame is None else table.frames.get(frame + 1))
+        elif frame is None:
+            kept = write(name, crop, models.estimator.estimate(mesh))
         else:
-            label = models.estimator.estimate(mesh)
-        if label is None or not np.isfinite(label).all():
-            dropped["no_label"] += 1
-            return
-        if frame is not None:
+            pending.append((name, crop, mesh))
+            kept = True
+        if frame is not None and kept:
             last[:] = [thumbnail(crop)]
-        with atomic_output(out / IMAGES_DIR / f"{name}.{options.image_format}", overwrite=True) as tmp:
-            write_image(tmp, crop, quality=options.quality)
-        result.items.append((name, [round(float(v), 4) for v in np.clip(label, 0.0, AU_MAX)]))
 
     if source.kind == "image":
         try:
@@ -345,6 +354,10 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
         except AnimatorError as exc:
             dropped["unreadable"] += 1
             result.problem = str(exc)
+        if pending:  # the clip's largest face per frame, read as one person's track
+            labels = models.estimator.estimate_track(np.stack([mesh for _, _, mesh in pending]))
+            for (name, crop, _), label in zip(pending, labels):
+                write(name, crop, label)
     result.dropped = dict(dropped)
     return result
 

@@ -295,7 +295,8 @@ class FaceTargets:
 
 def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
     """Per (frame, track) AUs estimated from each observation's 478 landmarks (the tracker's
-    ``mesh``: no second landmark model runs), smoothed per track in time with zero lag
+    ``mesh``: no second landmark model runs) in the estimator's video mode (each track against
+    its own resting face), smoothed per track in time with zero lag
     (:func:`animator.estimate.smooth_au_series`); observations without landmarks are filled
     from their neighbours."""
     from animator.estimate import AUEstimator, smooth_au_series  # noqa: PLC0415
@@ -307,7 +308,7 @@ def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
         values = np.full((len(observations), aus.N_AUS), np.nan)
         with_mesh = [i for i, o in enumerate(observations) if o.mesh is not None]
         if with_mesh:
-            values[with_mesh] = estimator.estimate(np.stack([observations[i].mesh for i in with_mesh]))
+            values[with_mesh] = estimator.estimate_track(np.stack([observations[i].mesh for i in with_mesh]))
         smoothed = smooth_au_series(np.array([o.time for o in observations]), values)
         for obs, value in zip(observations, smoothed):
             result[(obs.frame_index, track_id)] = value

@@ -164,20 +164,54 @@ def test_estimates_batch_and_refuse_other_layouts(estimator, models, astronaut):
         estimator.estimate(np.zeros((68, 3)))
 
 
+# The issue's bar (leave-one-person-out score >= 0.6) as met per mode; AU02 and AU26 miss it in
+# both (docs/au_estimation.md says why). Video mode reads AU06 and AU12 statically.
+MEETS_BAR = {"static": ("AU01", "AU06", "AU12", "AU25", "AU45"), "video": ("AU01", "AU25", "AU45")}
+
+
 def test_shipped_calibration_records_sources_and_validation():
     data = json.loads(CALIBRATION_PATH.read_text())
     assert {"data", "date", "method", "validation", "people"} <= set(data["provenance"])
     assert len(data["provenance"]["people"]) == 3
     for name in AU_NAMES:
         entry = data["aus"][name]
-        assert entry["feature"] in calibrate.CANDIDATES[name] and entry["feature"] in FEATURE_NAMES
-        assert entry["method"] in ("quantile", "prior")
-        assert len(entry["lopo_features"]) == 3 and set(entry["lopo_features"]) <= set(calibrate.CANDIDATES[name])
-    assert data["aus"]["AU45"]["method"] == "prior"  # anatomical scale: closed eye = 5
-    for name in ("AU01", "AU12", "AU25", "AU45"):  # selection inside the folds: the honest score
-        assert data["aus"][name]["lopo_score"] >= 0.6, name
+        assert ("video" in entry) == (name in calibrate.VIDEO_BASELINE)
+        for mode in ("static", "video") if "video" in entry else ("static",):
+            rule = entry[mode]
+            assert set(rule["features"]) <= set(calibrate.candidates(name, mode)) <= set(FEATURE_NAMES)
+            assert rule["method"] in ("quantile", "prior") and len(rule["lopo_features"]) == 3
+            assert not rule["neutral_offset"] > 1.0, name
+    assert data["aus"]["AU45"]["static"]["method"] == data["aus"]["AU45"]["video"]["method"] == "prior"
+    for mode, names in MEETS_BAR.items():  # weights fitted inside the folds: the honest score
+        for name in names:
+            assert data["aus"][name][mode]["lopo_score"] >= 0.6, (mode, name)
     with pytest.raises(AnimatorError, match="format"):
-        AUEstimator.from_dict({"format": "animator-au-calibration/1"})
+        AUEstimator.from_dict({"format": "animator-au-calibration/2"})
+    broken = json.loads(CALIBRATION_PATH.read_text())
+    broken["aus"]["AU01"]["static"]["weights"] = [1.0]  # two features, one weight
+    with pytest.raises(AnimatorError, match="malformed"):
+        AUEstimator.from_dict(broken)
+
+
+def test_video_mode_reads_each_track_against_its_own_resting_face(estimator, models, astronaut):
+    """A still face is its own baseline: the person-normalised AUs read their resting value on
+    every frame (whatever her anatomy reads statically), the others their static value; a
+    track too short for a baseline gets the static maps."""
+    from animator.estimate.aus import MIN_TRACK_FRAMES
+
+    detector, landmarker = models
+    points = landmarker.landmarks(astronaut, detector.detect(astronaut)[0])
+    still = np.repeat(points[None], MIN_TRACK_FRAMES, axis=0)
+    static, video = estimator.estimate(still), estimator.estimate_track(still)
+    assert video.shape == static.shape == (MIN_TRACK_FRAMES, 17) and video.dtype == np.float32
+    for name in AU_NAMES:
+        expected = estimator.video_rules[name](np.zeros_like(still[:, 0, :1].repeat(len(FEATURE_NAMES), 1))) \
+            if name in estimator.video_rules else static[:, AU[name]]
+        np.testing.assert_allclose(video[:, AU[name]], np.clip(expected, 0, 5), atol=1e-5, err_msg=name)
+    assert set(estimator.video_rules) == calibrate.VIDEO_BASELINE
+    np.testing.assert_allclose(estimator.estimate_track(still[:3]), static[:3])
+    with pytest.raises(AnimatorError, match="478"):
+        estimator.estimate_track(still[:, :468])
 
 
 def _people_subsample(shared_dir, estimator, models, every: int = 6) -> list:
@@ -222,33 +256,97 @@ def test_quantile_map_is_monotone_and_keeps_the_scale():
     assert prior(np.array([np.percentile(x[y < 0.5], 90)]))[0] == pytest.approx(0.0)
 
 
-def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, models):
-    """The whole procedure, feature selection included, validated on the person left out."""
+@pytest.mark.parametrize("mode", ["static", "video"])
+def test_leave_one_person_out_agreement_with_openface(shared_dir, estimator, models, mode):
+    """The whole procedure, weights and method included, validated on the person left out;
+    video mode on each person's features relative to their own resting value."""
     people = _people_subsample(shared_dir, estimator, models)
+    if mode == "video":
+        people = [calibrate.relative_to_baseline(p) for p in people]
     scores = {}
     for index, name in enumerate(AU_NAMES):
-        rule, score = calibrate.calibrate_au(people, index)
+        if mode == "video" and name not in calibrate.VIDEO_BASELINE:
+            continue
+        rule, score = calibrate.calibrate_au(people, index, mode)
         scores[name] = score
-        assert rule.feature in calibrate.CANDIDATES[name]
-        assert set(score["chosen_per_person"]) <= set(calibrate.CANDIDATES[name])
-        if name != "AU26":  # one fold picks jaw_drop, which reads a long chin as a dropped jaw (docs)
-            assert not score["neutral_offset"] > 1.0, (name, score)
-    for name in ("AU01", "AU12", "AU25", "AU45"):  # the issue's bar, met (mean within-person r)
-        assert scores[name]["score"] >= 0.6, (name, scores[name])
-    for name, floor in (("AU02", 0.15), ("AU06", 0.2), ("AU26", 0.3)):  # below the bar (docs say
-        assert scores[name]["score"] >= floor, (name, scores[name])    # why): do not regress
+        assert set(rule.features) <= set(calibrate.candidates(name, mode))
+        assert not score["neutral_offset"] > 1.0, (name, score)
+    # Every 6th VoxCeleb frame, detected per frame: most scores land within 0.05 of the full
+    # set's (the shipped file, pinned above), AU02's within 0.17 (OpenFace raises it on a few
+    # frames only). A floor under each guards against regressions.
+    floors = {"static": {"AU01": 0.6, "AU06": 0.6, "AU12": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.3, "AU26": 0.4},
+              "video": {"AU01": 0.6, "AU25": 0.6, "AU45": 0.6, "AU02": 0.4, "AU26": 0.5}}[mode]
+    for name, floor in floors.items():
+        assert scores[name]["score"] >= floor, (name, scores[name])
 
 
 @pytest.mark.parametrize("clip, frame, what, at_least, at_most", CLIP_FRAMES,
                          ids=[f"{c}-{f}-{w.split(',')[0].replace(' ', '_')}" for c, f, w, *_ in CLIP_FRAMES])
 def test_expression_clip_frames(estimator, models, clip_frames, clip, frame, what, at_least, at_most):
+    """Static mode: the frame alone."""
     detector, landmarker = models
     found = estimate_image_aus(clip_frames[(clip, frame)], detector, landmarker, estimator)
     assert found is not None, f"no face in {clip} frame {frame}"
-    aus = dict(zip(AU_NAMES, np.round(found[0], 2)))
+    _check_clip_frame(found[0], clip, frame, what, at_least, at_most)
+
+
+def _check_clip_frame(values, clip, frame, what, at_least, at_most) -> None:
+    aus = dict(zip(AU_NAMES, np.round(values, 2)))
     low = {n: aus[n] for n, bound in at_least.items() if aus[n] < bound}
     high = {n: aus[n] for n, bound in at_most.items() if aus[n] > bound}
     assert not low and not high, f"{clip} frame {frame} ({what}): too low {low}, too high {high}; all {aus}"
+
+
+TRACK_FRAMES = 60  # video-mode clip checks: about this many frames of each clip, evenly spaced
+# Video mode reads a movement against the person's own resting face. The d6 and d14 actresses
+# keep their brows partly raised through much of their clips (docs/au_estimation.md), so a full
+# raise reads less above that rest (AU01 1.9-2.3, AU02 1.5-1.7) than statically (3.2-3.5,
+# 2.3); their blinks, statically AU01 2.2-2.4, read 0.6 in video mode.
+BROWS_OVER_RAISED_REST = {"AU01": 1.5, "AU02": 1.2}
+VIDEO_AT_LEAST = {("d6", 200): BROWS_OVER_RAISED_REST, ("d14", 72): BROWS_OVER_RAISED_REST,
+                  ("d14", 342): BROWS_OVER_RAISED_REST}
+
+
+@pytest.fixture(scope="module")
+def clip_tracks(shared_dir, models) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Per clip of :data:`CLIP_FRAMES`: frame indices and landmarks of a thinned track (about
+    TRACK_FRAMES evenly spaced frames and the checked ones, the largest face). Its baseline is
+    the whole track's within noise; landmarking every frame would take a minute more."""
+    from animator.estimate.aus import MIN_TRACK_FRAMES
+    from animator.media.decode import iter_frames, probe
+
+    detector, landmarker = models
+    folder = shared_dir / "datasets" / "expression-clips"
+    checked: dict[str, set[int]] = {}
+    for clip, frame, *_ in CLIP_FRAMES:
+        checked.setdefault(clip, set()).add(frame)
+    tracks = {}
+    for clip, frames in checked.items():
+        path = folder / f"{clip}.mp4"
+        if not path.is_file():
+            pytest.skip(f"{path} is absent: the expression clips are needed")
+        step = max(1, probe(path).frames // TRACK_FRAMES)
+        indices, meshes = [], []
+        for item in iter_frames(path):
+            if item.index % step and item.index not in frames:
+                continue
+            found = detector.detect(item.rgb)
+            if found:
+                indices.append(item.index)
+                meshes.append(landmarker.landmarks(item.rgb, found[0]))
+        assert len(indices) >= MIN_TRACK_FRAMES, f"{clip}: too few frames for video mode"
+        tracks[clip] = (indices, np.stack(meshes))
+    return tracks
+
+
+@pytest.mark.parametrize("clip, frame, what, at_least, at_most", CLIP_FRAMES,
+                         ids=[f"{c}-{f}-{w.split(',')[0].replace(' ', '_')}" for c, f, w, *_ in CLIP_FRAMES])
+def test_expression_clip_frames_in_video_mode(estimator, clip_tracks, clip, frame, what, at_least, at_most):
+    """Video mode: the same frames read within their clip's track, relative to its resting face."""
+    indices, meshes = clip_tracks[clip]
+    assert frame in indices, f"no face in {clip} frame {frame}"
+    at_least = {**at_least, **VIDEO_AT_LEAST.get((clip, frame), {})}
+    _check_clip_frame(estimator.estimate_track(meshes)[indices.index(frame)], clip, frame, what, at_least, at_most)
 
 
 def test_smoothing_is_zero_lag_and_fills_gaps():

@@ -142,6 +142,28 @@ def test_video_frames_get_their_rows_and_duplicates_go(video, tmp_path):
     assert sparse["counts"]["total"] == 4  # frames 0, 3, 6, 9
 
 
+def test_video_frames_get_video_mode_labels(video, tmp_path, monkeypatch):
+    """Without CSVs a clip's kept frames are labelled together, as one track (the estimator's
+    video mode), not frame by frame; duplicates still go."""
+    from animator.estimate import aus as estimator_module
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.media.decode import iter_frames
+
+    monkeypatch.setattr(estimator_module, "MIN_TRACK_FRAMES", 5)  # the 10-frame clip counts as a track
+    manifest = prepare([video], tmp_path / "data", PrepareOptions(size=64, every=1, min_face=32), quiet=True)
+    labels = read_aus(tmp_path / "data" / "aus_openface.pkl")
+    assert manifest["dropped"]["duplicate"] == 1 and len(labels) == 9
+    detector, landmarker = FaceDetector(), MeshLandmarker()
+    meshes = [landmarker.landmarks(f.rgb, detector.detect(f.rgb)[0]) for f in iter_frames(video) if f.index != 5]
+    estimator = AUEstimator.default()
+    expected = np.clip(estimator.estimate_track(np.stack(meshes)), 0, 5)
+    got = np.array([labels[f"clip_f{i:06d}"] for i in range(10) if i != 5])
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert not np.allclose(expected, estimator.estimate(np.stack(meshes)), atol=2e-3)  # not the static read
+
+
 def test_estimator_labels_when_no_csvs(photo_set, tmp_path):
     root, _, expected = photo_set
     result = CliRunner().invoke(cli, ["prepare", str(root / "alice"), "--out", str(tmp_path / "d"),

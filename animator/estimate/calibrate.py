@@ -6,38 +6,37 @@ Data: OpenFace 2 intensities for three people -- ``eric_andre/`` (81 consecutive
 with ``aus.csv``; padded with black so the detector sees background around the face) and
 ``voxceleb/`` (two talking-face clips of two other people, each with OpenFace's per-frame CSV;
 frames OpenFace did not track are dropped). The shipped detector and landmarker run on every
-frame; each AU's candidate features (:data:`CANDIDATES`) are computed as the estimator does.
+frame; each AU's candidate features (:data:`CANDIDATES`, :data:`VIDEO_CANDIDATES`) are
+computed as the estimator does.
 
-Per AU the feature is chosen by **leave-one-person-out** agreement: for each candidate, fit on
-all people but one and predict that one, once per person. The score is the mean Pearson r
-*within* the held-out people whose OpenFace values vary (std >= PERSON_MIN_STD; a constant
-prediction scores 0): with three people the r of the pooled predictions is dominated by one
-person's offset (OpenFace scores AU14 ~1.4 throughout one clip) and rewards predicting it. If
-OpenFace varies in the set (pooled std >= MIN_STD) and the best score >= MIN_R, the first
-candidate scoring within MARGIN of the best wins.
+Per AU, a **weighted sum of its candidates**: each candidate weighted by its mean Pearson r
+with OpenFace *within* each person whose OpenFace values vary (std >= PERSON_MIN_STD), over
+its spread; candidates under KEEP_FRACTION of the best r, not positive, or dead (spread <
+MIN_SPREAD) are left out. Within-person r ignores each person's offset, which with three
+people would otherwise decide (OpenFace scores AU14 ~1.4 throughout one clip). Where
+OpenFace's labels vary in the data set (pooled std >= MIN_STD, decided on the labels alone)
+and the sum follows OpenFace within people (mean r >= MIN_R), its percentiles are mapped onto
+OpenFace's over the same frames (``quantile``: equipercentile, monotone, the least-squares
+gain as the slope beyond the data; a regression would shrink every peak towards the mean by
+the correlation: a plain brow raise read AU01 1.4 that way, where OpenFace scores the same
+blendshape value 2.5-3). Otherwise the AU gets a ``prior``: its first candidate, zero at the
+90th percentile of the feature over frames OpenFace scores below 0.5, reaching 5 at
+:data:`PRIOR_SPAN` above it. AUs in :data:`FACS_SCALED` always take the prior: OpenFace's AU45
+peaks near 2 on complete blinks in this data, while the ``blink`` preset (and FACS) puts a
+closed eye at the top of the scale; the estimator must agree with the presets the generator
+is driven by.
 
-The reported agreement validates that whole procedure, selection included: for each held-out
-person the feature is chosen (as above, on the other two people alone), fitted on them and
-scored on the held-out person. Choosing the feature by its score on all three people and
-reporting that score would be optimistic: the held-out person would have voted for their own
-feature. ``fixed_feature_score`` is that optimistic number for the shipped feature, kept to
-show how much the choice depends on who is left out.
+Two modes are fitted: ``static`` on single frames, and ``video`` for the AUs in
+:data:`VIDEO_BASELINE`, on each person's features relative to their own resting value (the
+estimator's ``estimate_track``).
 
-The map is a ``quantile`` match: the feature's percentiles onto OpenFace's over the same frames
-(equipercentile calibration; monotone, the least-squares gain as the slope beyond the data). A
-regression of OpenFace on the feature would shrink every peak towards the mean by the
-correlation (and more across people whose offsets differ): a plain brow raise read AU01 1.4
-that way, where OpenFace itself scores the same blendshape value 2.5-3.
-
-Otherwise the AU gets a ``prior``: its first candidate, zero at the 90th percentile of the
-feature over frames OpenFace scores below 0.5, reaching 5 at :data:`PRIOR_SPAN` above it. AUs
-in :data:`FACS_SCALED` always take the prior on their chosen feature: OpenFace's AU45 peaks near
-2 on complete blinks in this data, while the ``blink`` preset (and FACS) puts a closed eye at the
-top of the scale; the estimator must agree with the presets the generator is driven by.
-
-The shipped feature is chosen and its map fitted on all three people. Reported per AU: the score, the pooled r and
-MAE, r within each held-out person, and the mean offset on frames OpenFace scores below 0.5
-("neutral offset").
+Validation is **leave one person out** and covers the whole procedure: for each held-out
+person the weights, the features kept and the r gate come from the other two alone; the score
+is the mean within-person r over the held-out people whose OpenFace values vary (a constant
+prediction scores 0). The shipped rules are fitted on all three people.
+Reported per AU and mode: the score, the pooled r and MAE, r within each held-out person, the
+features each fold kept, and the mean offset on frames OpenFace scores below 0.5 ("neutral
+offset").
 
 The pose template is the face mesh of scikit-image's astronaut photo (Eileen Collins, public
 domain) in its own canonical frame, so the shipped file holds no calibration-set data beyond
@@ -60,13 +59,20 @@ from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.estimate import aus as au_table
 from animator.estimate import geometry
-from animator.estimate.aus import FEATURE_NAMES, AUEstimator, AUMap, AURule, au_map_to_dict
+from animator.estimate.aus import BASELINE_PERCENTILE, FEATURE_NAMES, AUEstimator, AUMap, AURule, rule_to_dict
 from animator.media.images import read_image
 
 PAD = 32
-MIN_STD, MIN_R, MARGIN = 0.25, 0.4, 0.05
-PERSON_MIN_STD = 0.15   # a held-out person counts towards the choice where OpenFace varies this much
+MIN_STD, MIN_R = 0.25, 0.4
+PERSON_MIN_STD = 0.15   # a person's OpenFace values vary (for fitting and for the score) this much
+MIN_SPREAD = 1e-4       # a feature that moves less than this (coefficient or IOD units) is dead
+KEEP_FRACTION = 0.5     # a candidate joins the weighted sum if its r is at least this share of the best
 QUANTILES = np.linspace(0.0, 100.0, 51)
+# AUs read relative to the track's resting value in video mode: those OpenFace 2 scores with its
+# person-normalised ("dynamic") intensity models (its AU_all_best list), decided before
+# looking at our data. The others (AU04, 06, 07, 10, 12, 14) keep the static maps in videos.
+VIDEO_BASELINE = frozenset({"AU01", "AU02", "AU05", "AU09", "AU15", "AU17", "AU20", "AU23", "AU25",
+                            "AU26", "AU45"})
 # AUs whose intensity scale is anatomical (closed eye = 5), not OpenFace's; see the docstring.
 FACS_SCALED = frozenset({"AU45"})
 
@@ -87,10 +93,26 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "AU17": ("mouthShrugLower", "chin_raise"),
     "AU20": ("mouthStretch", "lip_stretch"),
     "AU23": ("mouthPress", "lip_press", "mouthRollLower"),
-    "AU25": ("lips_part", "mouthLowerDown", "jawOpen"),
-    "AU26": ("jawOpen", "jaw_drop"),
+    # AU25 reads the lip gap alone: MediaPipe's mouthLowerDown (FACS's AU16) stays near 0 on
+    # some plainly open mouths, and a sum with it read the acting clips' dropped jaws (lips well
+    # apart) at AU25 1.2-1.3 (docs/au_estimation.md).
+    "AU25": ("lips_part",),
+    "AU26": ("jawOpen",),   # and, in video mode, VIDEO_CANDIDATES
     "AU45": ("eyeBlink", "eye_closure"),
 }
+
+# Candidates that carry a per-person resting offset join only in video mode, where each feature
+# is relative to the person's own rest: jaw_drop measures face length as much as movement; read
+# statically, a sum with it put a stranger's anatomy into AU26 (a plain "o" read 1.4 where
+# jawOpen reads 2.3). Not mouthClose, although it scores higher (docs/au_estimation.md): its
+# tiny spread gets a large weight, and a resting closed mouth read AU26 ~1 in video mode.
+VIDEO_CANDIDATES: dict[str, tuple[str, ...]] = {"AU26": ("jaw_drop",)}
+
+
+def candidates(name: str, mode: str) -> tuple[str, ...]:
+    """The features AU ``name`` may read in ``mode`` (``static`` or ``video``)."""
+    return CANDIDATES[name] + (VIDEO_CANDIDATES.get(name, ()) if mode == "video" else ())
+
 
 # A prior's span: the feature's rise from the neutral zero to intensity 5. Blendshapes are
 # coefficients on 0-1; geometric measures are in inter-ocular units (1 IOD ~ 62 mm in adults),
@@ -179,17 +201,62 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
 
 
-def leave_one_person_out(people: list[Person], index: int, column: int, method: str) -> list[np.ndarray]:
-    """Each person's predictions from a map fitted on the others."""
-    predictions = []
+def relative_to_baseline(person: Person) -> Person:
+    """The person's features relative to their own resting value: video mode's per-track
+    baseline (:data:`animator.estimate.aus.BASELINE_PERCENTILE`)."""
+    resting = np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0)
+    return Person(person.name, person.features - resting, person.aus)
+
+
+def combination(people: list[Person], index: int, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The candidate features ``names``, each weighted by its mean r with OpenFace *within*
+    each person over its spread (so the weights are comparable); candidates below
+    KEEP_FRACTION of the best, not positive or dead (spread < MIN_SPREAD) are left out.
+    Within-person r ignores each person's offset, which with three people would otherwise
+    decide the weights."""
+    agreement_r = [within_r(people, index, AURule((f,), np.ones(1), None)) for f in names]
+    best = max(agreement_r)
+    columns = [FEATURE_NAMES.index(f) for f in names]
+    spread = np.concatenate([p.features[:, columns] - p.features[:, columns].mean(0) for p in people]).std(0)
+    kept = [k for k, r in enumerate(agreement_r)
+            if r > 0 and r >= KEEP_FRACTION * best and spread[k] >= MIN_SPREAD]
+    if not kept:
+        return names[:1], np.ones(1)
+    return tuple(names[k] for k in kept), np.array([agreement_r[k] / spread[k] for k in kept])
+
+
+def within_r(people: list[Person], index: int, rule: AURule) -> float:
+    """Mean r of the rule's weighted sum with OpenFace within each person whose values vary."""
+    varying = [p for p in people if p.aus[:, index].std() >= PERSON_MIN_STD]
+    return float(np.mean([np.nan_to_num(_r(rule.score(p.features), p.aus[:, index])) for p in varying])) \
+        if varying else float("nan")
+
+
+def fit_quantile(people: list[Person], index: int, names: tuple[str, ...]) -> AURule:
+    """The weighted candidates ``names``, their sum's percentiles mapped onto OpenFace's."""
+    features, weights = combination(people, index, names)
+    rule = AURule(features, weights, None)
+    score = np.concatenate([rule.score(p.features) for p in people])
+    return AURule(features, weights, fit_map(score, np.concatenate([p.aus[:, index] for p in people])))
+
+
+def fit_prior(people: list[Person], index: int, names: tuple[str, ...]) -> AURule:
+    """The first candidate of ``names`` alone with the fixed span of :func:`prior_map`."""
+    feature = names[0]
+    column = FEATURE_NAMES.index(feature)
+    x = np.concatenate([p.features[:, column] for p in people])
+    y = np.concatenate([p.aus[:, index] for p in people])
+    return AURule((feature,), np.ones(1), prior_map(x, y, AU_NAMES[index]))
+
+
+def held_out(people: list[Person], index: int, fit) -> tuple[list[np.ndarray], list[AURule]]:
+    """Each person's predictions by ``fit(others, index)``, and the rule each fold fitted."""
+    predictions, rules = [], []
     for held in range(len(people)):
-        train = [p for k, p in enumerate(people) if k != held]
-        x = np.concatenate([p.features[:, column] for p in train])
-        y = np.concatenate([p.aus[:, index] for p in train])
-        au_map = prior_map(x, y, AU_NAMES[index]) if method == "prior" else fit_map(x, y)
-        value = people[held].features[:, column]
-        predictions.append(np.zeros_like(value) if au_map is None else np.clip(au_map(value), 0.0, AU_MAX))
-    return predictions
+        rule = fit([p for k, p in enumerate(people) if k != held], index)
+        predictions.append(np.clip(rule(people[held].features), 0.0, AU_MAX))
+        rules.append(rule)
+    return predictions, rules
 
 
 def agreement(people: list[Person], index: int, predictions: list[np.ndarray]) -> dict:
@@ -203,52 +270,33 @@ def agreement(people: list[Person], index: int, predictions: list[np.ndarray]) -
             "neutral_offset": float((pred[absent] - target[absent]).mean()) if absent.any() else float("nan")}
 
 
-def select_feature(people: list[Person], index: int) -> tuple[str, str]:
-    """The feature and method for one AU, chosen on ``people`` alone (leave one of them out)."""
-    name = AU_NAMES[index]
-    target = np.concatenate([p.aus[:, index] for p in people])
-    trials = []
-    if target.std() >= MIN_STD:
-        for feature in CANDIDATES[name]:
-            column = FEATURE_NAMES.index(feature)
-            score = agreement(people, index, leave_one_person_out(people, index, column, "quantile"))
-            trials.append((np.nan_to_num(score["score"], nan=-1.0), feature))
-    best = max(score for score, _ in trials) if trials else -1.0
-    if best < MIN_R:
-        return CANDIDATES[name][0], "prior"
-    # the first candidate within MARGIN of the best: blendshapes, listed first, carry less of a
-    # person's anatomy (a high brow, a long chin) than geometry, which r cannot show
-    feature = next(f for score, f in trials if score >= best - MARGIN)
-    return feature, "prior" if name in FACS_SCALED else "quantile"
+def fittable(people: list[Person], index: int) -> bool:
+    """Whether OpenFace's labels vary enough in the data set (pooled std >= MIN_STD) to fit
+    the AU at all; FACS_SCALED AUs never are. Decided once on all people's labels -- it looks at
+    no feature and no prediction -- so that leaving out the one person who shows an AU most
+    (AU06: eric_andre) does not turn the AU into a prior in that fold alone."""
+    return AU_NAMES[index] not in FACS_SCALED and np.concatenate([p.aus[:, index] for p in people]).std() >= MIN_STD
 
 
-def fit_rule(people: list[Person], index: int, feature: str, method: str) -> AURule:
-    """The map of ``feature`` onto OpenFace's AU ``index``, fitted on ``people``."""
-    column = FEATURE_NAMES.index(feature)
-    x = np.concatenate([p.features[:, column] for p in people])
-    y = np.concatenate([p.aus[:, index] for p in people])
-    return AURule(feature, prior_map(x, y, AU_NAMES[index]) if method == "prior" else fit_map(x, y))
+def fit_rule(people: list[Person], index: int, names: tuple[str, ...], fit: bool) -> tuple[AURule, str]:
+    """One AU's rule over candidates ``names`` fitted on ``people``, and its method:
+    ``quantile`` where the AU is ``fit`` (:func:`fittable`) and the weighted sum follows
+    OpenFace within people (mean r >= MIN_R); otherwise the ``prior``."""
+    if fit:
+        rule = fit_quantile(people, index, names)
+        if rule.au_map is not None and np.nan_to_num(within_r(people, index, rule), nan=-1.0) >= MIN_R:
+            return rule, "quantile"
+    return fit_prior(people, index, names), "prior"
 
 
-def calibrate_au(people: list[Person], index: int) -> tuple[AURule, dict]:
-    """The chosen feature and map for one AU (fitted on all people), and the agreement of the
-    whole procedure -- selection included -- on each person left out."""
-    name = AU_NAMES[index]
-    predictions, chosen = [], []
-    for held in range(len(people)):
-        train = [p for k, p in enumerate(people) if k != held]
-        feature, method = select_feature(train, index)
-        rule = fit_rule(train, index, feature, method)
-        value = people[held].features[:, FEATURE_NAMES.index(feature)]
-        predictions.append(np.zeros_like(value) if rule.au_map is None
-                           else np.clip(rule.au_map(value), 0.0, AU_MAX))
-        chosen.append(feature)
-    feature, method = select_feature(people, index)
-    rule = fit_rule(people, index, feature, method)
-    if rule.au_map is None:
-        raise AnimatorError(f"calibrate: {name}: the {method} fit of {feature} on all people has no positive slope")
-    fixed = agreement(people, index, leave_one_person_out(people, index, FEATURE_NAMES.index(feature), method))
-    return rule, {"method": method, "chosen_per_person": chosen, "fixed_feature_score": fixed["score"],
+def calibrate_au(people: list[Person], index: int, mode: str = "static") -> tuple[AURule, dict]:
+    """One AU's rule and method fitted on all ``people`` (relative to each person's rest in
+    ``video`` mode: :func:`relative_to_baseline`), and the agreement of the whole procedure --
+    weights, features kept and the r gate included -- on each person left out."""
+    fit, names = fittable(people, index), candidates(AU_NAMES[index], mode)
+    predictions, rules = held_out(people, index, lambda train, i: fit_rule(train, i, names, fit)[0])
+    rule, method = fit_rule(people, index, names, fit)
+    return rule, {"method": method, "features_per_fold": [r.feature for r in rules],
                   **agreement(people, index, predictions)}
 
 
@@ -270,26 +318,30 @@ def _rounded(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 3)
 
 
+def _validation(score: dict) -> dict:
+    return {"lopo_score": _rounded(score["score"]), "lopo_r": _rounded(score["r"]),
+            "lopo_mae": _rounded(score["mae"]), "lopo_r_per_person": [_rounded(v) for v in score["r_per_person"]],
+            "lopo_features": score["features_per_fold"], "neutral_offset": _rounded(score["neutral_offset"])}
+
+
 def calibrate(data: Path) -> dict:
     """The full calibration document (template, per-AU rules with their agreement, provenance)."""
     from animator.faces.detect import FaceDetector
     from animator.faces.landmarks import MeshLandmarker
 
     template = build_template(FaceDetector(), MeshLandmarker())
-    unfitted = {n: AURule(CANDIDATES[n][0], None) for n in AU_NAMES}
+    unfitted = {n: AURule(CANDIDATES[n][:1], np.ones(1), None) for n in AU_NAMES}
     people = load_people(Path(data), AUEstimator(template, unfitted))
+    relative = [relative_to_baseline(p) for p in people]
     entries = {}
     for index, name in enumerate(AU_NAMES):
-        rule, score = calibrate_au(people, index)
         target = np.concatenate([p.aus[:, index] for p in people])
-        entries[name] = {"feature": rule.feature, **au_map_to_dict(rule.au_map, score["method"]),
-                         "lopo_score": _rounded(score["score"]),
-                         "lopo_r": _rounded(score["r"]), "lopo_mae": _rounded(score["mae"]),
-                         "lopo_r_per_person": [_rounded(v) for v in score["r_per_person"]],
-                         "lopo_features": score["chosen_per_person"],
-                         "fixed_feature_score": _rounded(score["fixed_feature_score"]),
-                         "neutral_offset": _rounded(score["neutral_offset"]),
-                         "openface_mean": _rounded(target.mean()), "openface_std": _rounded(target.std())}
+        entries[name] = {"openface_mean": _rounded(target.mean()), "openface_std": _rounded(target.std())}
+        for mode, data_set in (("static", people), ("video", relative)):
+            if mode == "video" and name not in VIDEO_BASELINE:
+                continue
+            rule, score = calibrate_au(data_set, index, mode)
+            entries[name][mode] = {**rule_to_dict(rule, score["method"]), **_validation(score)}
     return {
         "format": au_table.CALIBRATION_FORMAT,
         "provenance": {
@@ -298,18 +350,21 @@ def calibrate(data: Path) -> dict:
             "date": datetime.date.today().isoformat(),
             "landmarks": "animator.faces: YuNet detection + MediaPipe Face Landmarker v2 (478 points) "
                          "and its blendshape model; the clips tracked as animator estimate does",
-            "method": "per AU: intensity = clip(monotone piecewise-linear map of one feature (knots, "
-                      "extended with slope), 0, 5); feature chosen by leave-one-person-out r; "
-                      "'quantile' = the feature's percentiles onto OpenFace's; 'prior' = fixed span "
-                      "from a zero at the 90th percentile of frames OpenFace scores < 0.5, where the "
-                      "data cannot fit or the scale is anatomical (AU45: closed eye = 5)",
-            "validation": "leave one person out (3 folds), feature selection inside each fold "
-                          "(lopo_features: the feature each fold chose); lopo_r = Pearson r of the pooled held-out "
-                          "predictions, lopo_r_per_person = r within each held-out person (order of "
-                          "'people'), lopo_score = their mean over people whose OpenFace values vary "
-                          f"(std >= {PERSON_MIN_STD}), fixed_feature_score = the same with the shipped "
-                          "feature fixed (optimistic: chosen on all people), neutral_offset = mean (prediction - OpenFace) on "
-                          "frames OpenFace scores < 0.5",
+            "method": "per AU and mode: intensity = clip(monotone piecewise-linear map (knots, extended "
+                      "with slope) of a weighted sum of features, 0, 5); weights = each candidate's "
+                      "mean within-person r with OpenFace over its spread, candidates under half the "
+                      "best left out; 'quantile' = the sum's percentiles onto OpenFace's; 'prior' = "
+                      "the first candidate with a fixed span from a zero at the 90th percentile of "
+                      "frames OpenFace scores < 0.5, where the data cannot fit or the scale is "
+                      "anatomical (AU45: closed eye = 5). 'static': single frames; 'video' (AUs "
+                      "OpenFace scores with person-normalised models): features relative to the "
+                      f"track's {BASELINE_PERCENTILE:g}th percentile",
+            "validation": "leave one person out (3 folds), weights and method fitted inside each fold "
+                          "(lopo_features: the features each fold kept); lopo_r = Pearson r of the "
+                          "pooled held-out predictions, lopo_r_per_person = r within each held-out "
+                          "person (order of 'people'), lopo_score = their mean over people whose "
+                          f"OpenFace values vary (std >= {PERSON_MIN_STD}), neutral_offset = mean "
+                          "(prediction - OpenFace) on frames OpenFace scores < 0.5",
             "people": [p.name for p in people],
             "script": "python -m animator.estimate.calibrate",
         },
@@ -335,10 +390,12 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_output(args.out, overwrite=True) as tmp:
         tmp.write_text(json.dumps(document, indent=1) + "\n")
     for name, entry in document["aus"].items():
-        print(f"{name} {entry['feature']:<18} {entry['method']:<9} score={entry['lopo_score']} r={entry['lopo_r']} "
-              f"per-person={entry['lopo_r_per_person']} mae={entry['lopo_mae']} "
-              f"neutral={entry['neutral_offset']} fixed-feature={entry['fixed_feature_score']} "
-              f"folds chose={entry['lopo_features']}")
+        for mode in ("static", "video"):
+            if mode in entry:
+                rule = entry[mode]
+                print(f"{name} {mode:<6} {'+'.join(rule['features']):<40} {rule['method']:<8} "
+                      f"score={rule['lopo_score']} per-person={rule['lopo_r_per_person']} r={rule['lopo_r']} "
+                      f"mae={rule['lopo_mae']} neutral={rule['neutral_offset']} folds={rule['lopo_features']}")
 
 
 if __name__ == "__main__":
