@@ -22,6 +22,7 @@ import json
 import math
 import time as clock
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,13 +166,16 @@ def render(opts: RenderOptions) -> Summary:
         frames, out = Path(opts.frames_dir).resolve(), Path(opts.out).resolve()
         if frames == out or frames in out.parents:
             raise AnimatorError(f"{opts.frames_dir}: --frames names -o's path or a folder holding it")
-    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+    motion = motion_choice(opts.motion, opts.checkpoint)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
-    tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
-                                total=info.frames if opts.start is None and opts.end is None else None,
-                                smooth_mesh=rig is not None)
+    with ThreadPoolExecutor(1, "animator-load") as loader:  # the models load during pass 1
+        loading = loader.submit(motion_setup, motion, opts.checkpoint, opts.device, opts.batch_size)
+        tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
+                                    total=info.frames if opts.start is None and opts.end is None else None,
+                                    smooth_mesh=motion != "none", alongside=loading)
+        rig, editor = loading.result()
     if not times:
         raise AnimatorError(f"{opts.video}: no frames between --start and --end")
     from animator.trajectory import sample_trajectory  # noqa: PLC0415
@@ -231,11 +235,7 @@ def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch
     """(rig, editor) for ``--motion`` (or, when not given, the model config's choice): the AU
     rig when faces move (None for ``none``), the generator when it paints (None for ``warp``,
     whose model is then not even loaded)."""
-    from animator.model.checkpoint import load_config  # noqa: PLC0415
-
-    choice = motion or load_config(checkpoint).motion
-    if choice not in MOTION_MODES:
-        raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
+    choice = motion_choice(motion, checkpoint)
     rig = None
     if choice != "none":
         from animator.motion.rig import AURig  # noqa: PLC0415
@@ -244,12 +244,24 @@ def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch
     return rig, None if choice == "warp" else _load_editor(checkpoint, device, batch_size)
 
 
+def motion_choice(motion: str | None, checkpoint: Path | None) -> str:
+    """``--motion``, or when not given the model config's choice; checked."""
+    from animator.model.checkpoint import load_config  # noqa: PLC0415
+
+    choice = motion or load_config(checkpoint).motion
+    if choice not in MOTION_MODES:
+        raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
+    return choice
+
+
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
-                quiet: bool, total: int | None = None, smooth_mesh: bool = False):
+                quiet: bool, total: int | None = None, smooth_mesh: bool = False,
+                alongside: Future | None = None):
     """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points (and
     meshes, with ``smooth_mesh``: the motion stage warps from them); returns the tracks and
     every frame's time. Every observation carries its face mesh (the tracker aligns on it,
-    and the actor's AUs are estimated from it)."""
+    and the actor's AUs are estimated from it). An error of the work running ``alongside``
+    (the model loading) stops the tracking at once."""
     from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
     from animator.faces.track import track_video  # noqa: PLC0415
 
@@ -257,6 +269,8 @@ def track_faces(video: Path, start: float | None, end: float | None, select: str
 
     def frames() -> Iterator[VideoFrame]:
         for frame in iter_frames(video, start, end):
+            if alongside is not None and alongside.done():
+                alongside.result()  # raises its error, if any
             times.append(frame.time)
             bar.update(1)
             yield frame
