@@ -51,8 +51,9 @@ def peak_rss_mb() -> float:
 
 
 class StageClock:
-    """Wall and CPU seconds (of the calling thread: the generator computes on its own worker
-    threads, which only the process CPU time counts) spent inside wrapped calls, per stage."""
+    """Wall and CPU seconds (of the calling thread) spent inside wrapped calls, per stage. The
+    generator computes on its own worker threads: ``generator`` is the wait for a batch on the
+    stage's thread, ``generator_batches`` the workers' parts (wall and CPU summed over them)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = {}
@@ -125,11 +126,17 @@ def measure_render(clip: Path, model: Path | None, device: str, batch_size: int,
     align.warp_crop = clock.wrap("crop", align.warp_crop)
     render_module.edit_faces = clock.wrap("generator", render_module.edit_faces)
     render_module.composite_faces = clock.wrap("composite", render_module.composite_faces)
-    if workers is not None:
+    load_editor = render_module._load_editor
+
+    def timed_editor(path, device, batch):  # torch is imported here, inside the render's time
         from animator.model.inference import FaceEditor
 
-        render_module._load_editor = lambda path, device, batch: FaceEditor.from_checkpoint(
-            path, device=device, batch_size=batch, workers=workers)
+        editor = (load_editor(path, device, batch) if workers is None else
+                  FaceEditor.from_checkpoint(path, device=device, batch_size=batch, workers=workers))
+        editor._batch = clock.wrap("generator_batches", editor._batch)  # on its worker threads
+        return editor
+
+    render_module._load_editor = timed_editor
     keys = work / "keys.json"
     keys.write_text(json.dumps(KEYS))
     began = time.perf_counter()
