@@ -166,16 +166,16 @@ def render(opts: RenderOptions) -> Summary:
         frames, out = Path(opts.frames_dir).resolve(), Path(opts.out).resolve()
         if frames == out or frames in out.parents:
             raise AnimatorError(f"{opts.frames_dir}: --frames names -o's path or a folder holding it")
-    motion = motion_choice(opts.motion, opts.checkpoint)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
-    with ThreadPoolExecutor(1, "animator-load") as loader:  # the models load during pass 1
-        loading = loader.submit(motion_setup, motion, opts.checkpoint, opts.device, opts.batch_size)
-        tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
-                                    total=info.frames if opts.start is None and opts.end is None else None,
-                                    smooth_mesh=motion != "none", alongside=loading)
+    with ThreadPoolExecutor(1, "animator-load") as loader:  # torch and the models load during pass 1
+        loading = loader.submit(motion_setup, opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+        followed, times = follow_faces(opts.video, opts.start, opts.end, opts.quiet,
+                                       total=info.frames if opts.start is None and opts.end is None else None,
+                                       alongside=loading)
         rig, editor = loading.result()
+    tracks = smoothed(followed, select, smooth_mesh=rig is not None)
     if not times:
         raise AnimatorError(f"{opts.video}: no frames between --start and --end")
     from animator.trajectory import sample_trajectory  # noqa: PLC0415
@@ -235,7 +235,11 @@ def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch
     """(rig, editor) for ``--motion`` (or, when not given, the model config's choice): the AU
     rig when faces move (None for ``none``), the generator when it paints (None for ``warp``,
     whose model is then not even loaded)."""
-    choice = motion_choice(motion, checkpoint)
+    from animator.model.checkpoint import load_config  # noqa: PLC0415
+
+    choice = motion or load_config(checkpoint).motion
+    if choice not in MOTION_MODES:
+        raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
     rig = None
     if choice != "none":
         from animator.motion.rig import AURig  # noqa: PLC0415
@@ -244,25 +248,20 @@ def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch
     return rig, None if choice == "warp" else _load_editor(checkpoint, device, batch_size)
 
 
-def motion_choice(motion: str | None, checkpoint: Path | None) -> str:
-    """``--motion``, or when not given the model config's choice; checked."""
-    from animator.model.checkpoint import load_config  # noqa: PLC0415
-
-    choice = motion or load_config(checkpoint).motion
-    if choice not in MOTION_MODES:
-        raise AnimatorError(f"--motion: {choice!r} is not one of {', '.join(MOTION_MODES)}")
-    return choice
-
-
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
-                quiet: bool, total: int | None = None, smooth_mesh: bool = False,
-                alongside: Future | None = None):
-    """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points (and
-    meshes, with ``smooth_mesh``: the motion stage warps from them); returns the tracks and
-    every frame's time. Every observation carries its face mesh (the tracker aligns on it,
-    and the actor's AUs are estimated from it). An error of the work running ``alongside``
-    (the model loading) stops the tracking at once."""
-    from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
+                quiet: bool, total: int | None = None, smooth_mesh: bool = False):
+    """Pass 1: :func:`follow_faces`, then :func:`smoothed`; returns the tracks and every
+    frame's time."""
+    tracks, times = follow_faces(video, start, end, quiet, total)
+    return smoothed(tracks, select, smooth_mesh), times
+
+
+def follow_faces(video: Path, start: float | None, end: float | None, quiet: bool,
+                 total: int | None = None, alongside: Future | None = None):
+    """Decode and track every face; returns the tracks and every frame's time. Every
+    observation carries its face mesh (the tracker aligns on it, and the actor's AUs are
+    estimated from it). An error of the work running ``alongside`` (the model loading) stops
+    the tracking at once."""
     from animator.faces.track import track_video  # noqa: PLC0415
 
     times: list[float] = []
@@ -277,7 +276,15 @@ def track_faces(video: Path, start: float | None, end: float | None, select: str
 
     with progress(total, "tracking faces", quiet) as bar:
         tracks = track_video(frames())
-    return smooth_tracks(tracks.select(select), mesh=smooth_mesh), times
+    return tracks, times
+
+
+def smoothed(tracks, select: str | int, smooth_mesh: bool = False):
+    """The selected faces with their alignment points (and meshes, with ``smooth_mesh``: the
+    motion stage warps from them) smoothed with zero lag."""
+    from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
+
+    return smooth_tracks(tracks.select(select), mesh=smooth_mesh)
 
 
 class FaceTargets:
