@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--compile", action="store_true", help="use torch.compile")
+    parser.add_argument("--workers", type=int,
+                        help="batches run at once (default: FaceEditor's, one single-threaded worker per CPU thread)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -41,12 +43,14 @@ def main() -> None:
                                           repeat_num=args.repeat_num))
     rng = np.random.default_rng(0)
     results = []
+    workers = args.workers
     for precision in args.precisions.split(","):
         try:
-            editor = FaceEditor(generator, device, precision, compile=args.compile)
+            editor = FaceEditor(generator, device, precision, compile=args.compile, workers=args.workers)
         except AnimatorError as exc:  # e.g. bf16 on mps
             results.append({"precision": precision, "skipped": str(exc)})
             continue
+        workers = editor.workers
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             editor.batch_size = batch
             crops = rng.integers(0, 256, (batch, args.image_size, args.image_size, 3), np.uint8)
@@ -66,7 +70,7 @@ def main() -> None:
                             "faces_per_s": round(batch / seconds, 2)})
     print(json.dumps({
         "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "image_size": args.image_size,
+        "threads": torch.get_num_threads(), "workers": workers, "image_size": args.image_size,
         "parameters": sum(p.numel() for p in generator.parameters()),
         "bf16_native": bf16_is_fast(device), "compile": args.compile, "timing": "min",
         "repeats": args.repeats, "results": results}, indent=2))

@@ -12,6 +12,10 @@ For the clip and for the clip looped ``--loops`` times (remuxed, so a 72-frame c
   nothing else, and ``slowdown_vs_transcode`` = transcode_fps / end_to_end_fps;
 - ``time_to_first_frame_s``: from the measuring process's start (imports included) to the
   first frame handed to the encoder; ``peak_rss_mb`` (flat memory: clip and looped close);
+- ``pass2_per_frame``: wall and CPU ms per frame inside each stage of pass 2 (decode, crop,
+  generator, composite, encode: the stages overlap on threads, so wall times do not add up)
+  and the whole process's CPU ms per frame in set-up (model loading), pass 1 and pass 2
+  (every thread, the encoder's included): what two idle cores would need at least;
 - the generator alone on the clip's own crops (faces/s), and the CPU model and its bf16/AMX
   flags, since every figure depends on them.
 
@@ -26,6 +30,7 @@ import time
 STARTED = time.perf_counter()  # before the heavy imports: time to first frame counts them
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -45,12 +50,64 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+class StageClock:
+    """Wall and CPU seconds (of the calling thread) spent inside wrapped calls, per stage. The
+    generator computes on its own worker threads: ``generator`` is the wait for a batch on the
+    stage's thread, ``generator_batches`` the workers' parts (wall and CPU summed over them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def wrap(self, stage: str, function):
+        def timed(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(stage, time.perf_counter() - wall, time.thread_time() - cpu)
+        return timed
+
+    def wrap_iterator(self, stage: str, iterator):
+        """Time each step of ``iterator`` (a decoder yielding frames); closes it when done."""
+        with contextlib.closing(iterator):
+            while True:
+                wall, cpu = time.perf_counter(), time.thread_time()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    self.add(stage, time.perf_counter() - wall, time.thread_time() - cpu)
+                yield item
+
+    def add(self, stage: str, wall: float, cpu: float) -> None:
+        total = self.seconds.setdefault(stage, [0.0, 0.0])
+        total[0] += wall
+        total[1] += cpu
+
+    def per_frame_ms(self, frames: int) -> dict[str, dict[str, float]]:
+        return {stage: {"wall_ms": round(1000 * wall / frames, 2), "cpu_ms": round(1000 * cpu / frames, 2)}
+                for stage, (wall, cpu) in self.seconds.items()}
+
+
+def process_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_render(clip: Path, model: Path | None, device: str, batch_size: int, motion: str | None,
-                   work: Path) -> dict:
+                   work: Path, workers: int | None = None) -> dict:
+    """One render, with the second pass's stages timed: decode, crop, generator, composite
+    (each on its own thread) and encode (RGB -> YUV and handing the frame to the encoder on
+    the main thread; x264's own threads show only in the process's CPU time)."""
+    import animator.faces.align as align
     import pipelines.render as render_module
     from pipelines.render import RenderOptions, render
 
     first_frame: list[float] = []
+    clock = StageClock()
+    pass_cpu: list[float] = [process_cpu_s()]  # at the start, then as each pass starts decoding
+    decoders = iter(("pass1_decode", "decode"))
 
     class TimedWriter(render_module.VideoWriter):
         def write(self, *args, **kwargs) -> None:
@@ -58,7 +115,28 @@ def measure_render(clip: Path, model: Path | None, device: str, batch_size: int,
                 first_frame.append(time.perf_counter() - STARTED)
             super().write(*args, **kwargs)
 
+    def timed_frames(*args, **kwargs):
+        pass_cpu.append(process_cpu_s())
+        return clock.wrap_iterator(next(decoders), iter_frames(*args, **kwargs))
+
+    iter_frames = render_module.iter_frames
+    render_module.iter_frames = timed_frames
+    TimedWriter.write = clock.wrap("encode", TimedWriter.write)
     render_module.VideoWriter = TimedWriter
+    align.warp_crop = clock.wrap("crop", align.warp_crop)
+    render_module.edit_faces = clock.wrap("generator", render_module.edit_faces)
+    render_module.composite_faces = clock.wrap("composite", render_module.composite_faces)
+    load_editor = render_module._load_editor
+
+    def timed_editor(path, device, batch):  # torch is imported here, inside the render's time
+        from animator.model.inference import FaceEditor
+
+        editor = (load_editor(path, device, batch) if workers is None else
+                  FaceEditor.from_checkpoint(path, device=device, batch_size=batch, workers=workers))
+        editor._batch = clock.wrap("generator_batches", editor._batch)  # on its worker threads
+        return editor
+
+    render_module._load_editor = timed_editor
     keys = work / "keys.json"
     keys.write_text(json.dumps(KEYS))
     began = time.perf_counter()
@@ -66,9 +144,14 @@ def measure_render(clip: Path, model: Path | None, device: str, batch_size: int,
                                    checkpoint=model, device=device, batch_size=batch_size,
                                    motion=motion, quiet=True, overwrite=True))
     seconds = time.perf_counter() - began
+    stages = clock.per_frame_ms(summary.frames)
+    stages.pop("pass1_decode", None)
+    pass_cpu.append(process_cpu_s())
+    for name, (start, stop) in zip(("setup", "pass1", "pass2"), zip(pass_cpu, pass_cpu[1:])):
+        stages[f"{name}_process_cpu_ms"] = round(1000 * (stop - start) / summary.frames, 2)
     return {"frames": summary.frames, "faces": summary.faces_edited, "seconds": seconds,
             "timings": summary.timings, "time_to_first_frame_s": first_frame[0],
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb(), "pass2_stages": stages}
 
 
 def measure_codec(clip: Path, work: Path) -> dict:
@@ -180,7 +263,7 @@ def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.measure == "render":
         result = measure_render(Path(args.clip), args.checkpoint, args.device, args.batch_size, args.motion,
-                                work)
+                                work, args.workers)
     elif args.measure == "codec":
         result = measure_codec(Path(args.clip), work)
     else:
@@ -196,6 +279,8 @@ def run_child(measure: str, clip: Path, args: argparse.Namespace, work: Path,
         command += ["--checkpoint", str(model)]
     if args.motion is not None:
         command += ["--motion", args.motion]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"bench {measure} failed:\n{done.stderr.strip()}")
@@ -216,7 +301,8 @@ def clip_report(clip: Path, args: argparse.Namespace, work: Path, model: Path | 
             "slowdown_vs_transcode": round(codec["fps"] / end_to_end, 2),
             "setup_s": round(t["setup"], 3),
             "time_to_first_frame_s": round(render["time_to_first_frame_s"], 3),
-            "peak_rss_mb": round(render["peak_rss_mb"], 1)}
+            "peak_rss_mb": round(render["peak_rss_mb"], 1),
+            "pass2_per_frame": render["pass2_stages"]}
 
 
 def main() -> None:
@@ -229,6 +315,8 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=6)
     parser.add_argument("--motion", choices=("warp", "warp+generator", "none"),
                         help="render's --motion (default: the model config's, warp for the shipped model)")
+    parser.add_argument("--workers", type=int,
+                        help="generator batches run at once (default: FaceEditor's, one per CPU thread)")
     parser.add_argument("--measure", choices=("render", "codec", "generator"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -22,6 +22,7 @@ import json
 import math
 import time as clock
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,13 +166,16 @@ def render(opts: RenderOptions) -> Summary:
         frames, out = Path(opts.frames_dir).resolve(), Path(opts.out).resolve()
         if frames == out or frames in out.parents:
             raise AnimatorError(f"{opts.frames_dir}: --frames names -o's path or a folder holding it")
-    rig, editor = motion_setup(opts.motion, opts.checkpoint, opts.device, opts.batch_size)
 
     summary = Summary(input=str(opts.video), output=str(opts.out), notes=list(plan.notes))
     summary.timings["setup"] = clock.perf_counter() - began
-    tracks, times = track_faces(opts.video, opts.start, opts.end, select, opts.quiet,
-                                total=info.frames if opts.start is None and opts.end is None else None,
-                                smooth_mesh=rig is not None)
+    with ThreadPoolExecutor(1, "animator-load") as loader:  # torch and the models load during pass 1
+        loading = loader.submit(motion_setup, opts.motion, opts.checkpoint, opts.device, opts.batch_size)
+        followed, times = follow_faces(opts.video, opts.start, opts.end, opts.quiet,
+                                       total=info.frames if opts.start is None and opts.end is None else None,
+                                       alongside=loading)
+        rig, editor = loading.result()
+    tracks = smoothed(followed, select, smooth_mesh=rig is not None)
     if not times:
         raise AnimatorError(f"{opts.video}: no frames between --start and --end")
     from animator.trajectory import sample_trajectory  # noqa: PLC0415
@@ -246,24 +250,41 @@ def motion_setup(motion: str | None, checkpoint: Path | None, device: str, batch
 
 def track_faces(video: Path, start: float | None, end: float | None, select: str | int,
                 quiet: bool, total: int | None = None, smooth_mesh: bool = False):
-    """Pass 1: decode, track, select and smooth (zero lag) the faces' alignment points (and
-    meshes, with ``smooth_mesh``: the motion stage warps from them); returns the tracks and
-    every frame's time. Every observation carries its face mesh (the tracker aligns on it,
-    and the actor's AUs are estimated from it)."""
-    from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
+    """Pass 1: :func:`follow_faces`, then :func:`smoothed`; returns the tracks and every
+    frame's time."""
+    tracks, times = follow_faces(video, start, end, quiet, total)
+    return smoothed(tracks, select, smooth_mesh), times
+
+
+def follow_faces(video: Path, start: float | None, end: float | None, quiet: bool,
+                 total: int | None = None, alongside: Future | None = None):
+    """Decode and track every face; returns the tracks and every frame's time. Every
+    observation carries its face mesh (the tracker aligns on it, and the actor's AUs are
+    estimated from it). An error of the work running ``alongside`` (the model loading) stops
+    the tracking at once."""
     from animator.faces.track import track_video  # noqa: PLC0415
 
     times: list[float] = []
 
     def frames() -> Iterator[VideoFrame]:
         for frame in iter_frames(video, start, end):
+            if alongside is not None and alongside.done():
+                alongside.result()  # raises its error, if any
             times.append(frame.time)
             bar.update(1)
             yield frame
 
     with progress(total, "tracking faces", quiet) as bar:
         tracks = track_video(frames())
-    return smooth_tracks(tracks.select(select), mesh=smooth_mesh), times
+    return tracks, times
+
+
+def smoothed(tracks, select: str | int, smooth_mesh: bool = False):
+    """The selected faces with their alignment points (and meshes, with ``smooth_mesh``: the
+    motion stage warps from them) smoothed with zero lag."""
+    from animator.faces.smooth import smooth_tracks  # noqa: PLC0415
+
+    return smooth_tracks(tracks.select(select), mesh=smooth_mesh)
 
 
 class FaceTargets:

@@ -184,6 +184,23 @@ def test_batching_does_not_change_results():
     np.testing.assert_allclose(one.attention, many.attention, atol=1e-5)
 
 
+def test_parallel_workers_give_the_same_results():
+    """On a CPU the editor splits each batch among worker threads (one intra-op thread each);
+    every face comes back in its place, as one worker computes it."""
+    generator = _generator()
+    crops = _crops(7, 32)
+    aus = np.random.default_rng(4).uniform(0, 5, (7, N_AUS)).astype(np.float32)
+    one = FaceEditor(generator, "cpu", "fp32", batch_size=4, workers=1).edit(crops, aus)
+    editor = FaceEditor(generator, "cpu", "fp32", batch_size=4, workers=3)
+    assert editor.workers == 3
+    many = editor.edit(crops, aus)
+    np.testing.assert_allclose(one.attention, many.attention, atol=1e-5)
+    np.testing.assert_allclose(one.color, many.color, atol=1e-3)
+    assert FaceEditor(generator, "cpu", "fp32").workers == torch.get_num_threads()
+    with pytest.raises(AnimatorError, match="workers"):
+        FaceEditor(generator, "cpu", "fp32", workers=0)
+
+
 def test_bf16_agrees_with_fp32_on_cpu(face_image):
     """Full-size network on a real face. Stated tolerance for bf16 vs fp32: output pixels
     within 8/255 everywhere and 1/255 on average; attention within 0.05; colour within 2/255

@@ -327,3 +327,18 @@ def test_model_option_names_a_shipped_generator(tmp_path, monkeypatch):
     assert options.model_checkpoint("fast", None) == tmp_path / "fast_model"
     with pytest.raises(AnimatorError, match="give one of them"):
         options.model_checkpoint("fast", tmp_path)
+
+
+def test_a_model_loading_error_stops_pass_one_at_once(clip):
+    """The models load on a thread while pass 1 tracks; when loading fails, tracking stops at
+    the next frame with that error instead of running through the video first."""
+    from concurrent.futures import Future
+
+    import pipelines.render as render
+
+    failed: Future = Future()
+    failed.set_exception(AnimatorError("broken model"))
+    with pytest.raises(AnimatorError, match="broken model"):
+        render.follow_faces(clip, None, None, quiet=True, alongside=failed)
+    tracks, times = render.follow_faces(clip, None, None, quiet=True)
+    assert len(times) == len(tracks.frames) > 1

@@ -409,7 +409,7 @@ def test_existing_folder_as_output_is_refused_before_rendering(clip, keys, tiny_
     def must_not_run(*args, **kwargs):
         raise AssertionError("the render started although its output cannot be written")
 
-    monkeypatch.setattr(render, "track_faces", must_not_run)
+    monkeypatch.setattr(render, "follow_faces", must_not_run)
     (tmp_path / "out.mp4").mkdir()
     result = run("render", clip, "-k", keys, "-o", tmp_path / "out.mp4", "--checkpoint",
                  tiny_model, "--overwrite")

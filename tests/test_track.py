@@ -12,7 +12,7 @@ from animator.faces.align import CropPolicy, crop_transform
 from animator.faces.detect import FaceDetector
 from animator.faces.landmarks import MeshLandmarker
 from animator.faces.smooth import smooth_series, smooth_tracks
-from animator.faces.track import FaceObservation, Tracks, box_iou, track_video
+from animator.faces.track import FaceObservation, FaceTracker, Tracks, box_iou, moved_box, track_video
 
 FPS = 30.0
 N_FRAMES = 60
@@ -163,6 +163,74 @@ def test_a_face_lost_longer_than_max_gap_ends(astronaut):
     assert not any(o.interpolated for o in tracks.observations)
 
 
+class CountingDetector(FaceDetector):
+    """YuNet that notes each frame it runs on (region re-checks and full detections alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frame_index = -1
+        self.frames_run: set[int] = set()
+
+    def detect(self, frame_rgb, max_side=None):
+        self.frames_run.add(self.frame_index)
+        return super().detect(frame_rgb, max_side)
+
+
+def detector_frames(frames, **options) -> tuple[set[int], Tracks]:
+    detector = CountingDetector()
+    tracker = FaceTracker(detector, MeshLandmarker(), **options)
+    for index, time, rgb in frames:
+        detector.frame_index = index
+        tracker.update(index, time, rgb)
+    return detector.frames_run, tracker.tracks
+
+
+def test_detector_runs_only_when_presence_drops_or_periodically(astronaut):
+    frames = list(synthetic_video(astronaut))
+    ran, tracks = detector_frames(frames, detect_every=15)
+    # the first frame, the periodic checks at 15 and 30, the blank frames (the landmark model's
+    # presence drops at 40, the re-check fails, and the lost track asks for a full detection on
+    # every frame) and 45, where the face is found again; moving (to 25) or resting, no YuNet
+    assert ran == {0, 15, 30, *BLANK, BLANK[-1] + 1}
+    assert tracks.track_ids == [0]
+    held = [o for o in tracks.track(0) if o.frame_index not in ran and not o.interpolated]
+    assert held and all(o.presence >= 0.5 for o in held)
+    assert all(o.score == tracks.for_frame(0)[0].score for o in tracks.track(0)[:15])
+    # without the presence gate YuNet re-checks every frame
+    ungated, _ = detector_frames(frames, detect_every=15, presence_threshold=None)
+    assert ungated == set(range(N_FRAMES))
+
+
+def test_held_boxes_keep_the_detector_convention(astronaut):
+    """A held face's box is the last one moved with the mesh: on YuNet's convention (as a
+    detection every frame would place it, within YuNet's own jitter), steadier, and the crops,
+    which align on the mesh, are the same."""
+    frames = list(synthetic_video(astronaut))
+    _, gated = detector_frames(frames, detect_every=15)
+    _, ungated = detector_frames(frames, detect_every=15, presence_threshold=None)
+    pairs = list(zip(gated.track(0), ungated.track(0)))
+    assert [(a.frame_index, a.interpolated) for a, _ in pairs] == [(b.frame_index, b.interpolated) for _, b in pairs]
+    iou = np.array([box_iou(a.box, b.box)[0, 0] for a, b in pairs])
+    assert iou.min() > 0.8 and np.median(iou) > 0.92, iou.round(3)
+    for a, b in pairs:
+        np.testing.assert_allclose(crop_params(a), crop_params(b), atol=1e-3)
+    still = [i for stretch in STILL for i in stretch]
+    jitter = lambda tracks: np.abs(np.diff([tracks.for_frame(i)[0].box for i in still], axis=0)).mean()  # noqa: E731
+    assert jitter(gated) < jitter(ungated) / 2
+
+
+def test_moved_box_keeps_its_place_on_the_mesh_box():
+    mesh = np.random.default_rng(2).normal(0.0, 30.0, (478, 3)).astype(np.float32) + [200, 150, 0]
+    lo, hi = mesh[:468, :2].min(0), mesh[:468, :2].max(0)
+    box = np.array([lo[0] + 5, lo[1] - 10, hi[0] - 5, hi[1] + 3], np.float32)
+    later = mesh.copy()
+    later[:, :2] = (mesh[:, :2] - lo) * [1.1, 1.3] + lo + [15, -5]  # moved, wider, and taller (a jaw drop)
+    moved, size = moved_box(box, mesh, later)
+    expected = np.tile(lo + [15, -5], 2) + np.tile([1.1, 1.3], 2) * (box - np.tile(lo, 2))
+    np.testing.assert_allclose(moved, expected, atol=1e-3)
+    assert size == pytest.approx(np.sqrt(1.1 * 1.3), rel=1e-5)
+
+
 def test_box_iou():
     a = np.array([[0, 0, 10, 10]], np.float32)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
@@ -176,20 +244,26 @@ REAL_CLIPS = ("media/single_face.mp4", *(f"datasets/expression-clips/{n}.mp4"
 @pytest.mark.parametrize("clip", REAL_CLIPS)
 def test_real_clips_keep_one_face_on_every_frame(shared_dir, clip):
     """The example clip and the six expression clips (first 45 frames, where smiles, blinks,
-    brows and open jaws start): one ID, a face on every frame, and the cheap re-check (a
-    160 px region) finds the box a full-frame detection finds."""
+    brows and open jaws start): one ID and a face on every frame, as with YuNet re-checking
+    every frame (the tracker before the presence gate), with the same crops; YuNet ran only for
+    the periodic checks; the boxes are the ones a full-frame detection finds."""
     from animator.media.decode import iter_frames
 
     path = shared_dir / clip
     frames = [(f.index, f.time, f.rgb) for f, _ in zip(iter_frames(path), range(45))]
+    ran, tracks = detector_frames(frames)
+    _, ungated = detector_frames(frames, presence_threshold=None)
+    assert ran == {0, 15, 30}
+    for result in (tracks, ungated):
+        assert result.track_ids == [0]
+        assert [o.frame_index for o in result.track(0)] == [i for i, _, _ in frames]
+        assert not any(o.interpolated for o in result.track(0))
+    for a, b in zip(tracks.track(0), ungated.track(0)):
+        np.testing.assert_allclose(crop_params(a), crop_params(b), atol=1e-3)
     detector = FaceDetector()
-    tracks = track_video(frames, detector, MeshLandmarker())
-    assert tracks.track_ids == [0]
-    assert [o.frame_index for o in tracks.track(0)] == [i for i, _, _ in frames]
-    assert not any(o.interpolated for o in tracks.track(0))
     full = np.stack([detector.detect(rgb)[0].box for _, _, rgb in frames])
     iou = np.diag(box_iou(np.stack([o.box for o in tracks.track(0)]), full))
-    assert iou.min() >= 0.8 and np.median(iou) >= 0.9, iou.round(3)
+    assert iou.min() >= 0.85 and np.median(iou) >= 0.93, iou.round(3)
 
 
 @pytest.mark.parametrize("cutoff, padlen", [(0.13, 38), (0.5, 9), (0.9, 3)])

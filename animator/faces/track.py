@@ -1,14 +1,18 @@
 """Follow faces through a video: stable IDs, short gaps bridged, selection of the face to edit.
 
-Per frame, a face followed in the previous frame is re-checked cheaply: YuNet runs only on a
-region twice the size of its last box, shrunk to ``recheck_side`` (160) pixels — the face is
-then ~80 px, well inside YuNet's range, and the re-check costs about a quarter of a full-frame
-detection whatever the face size — and the mesh is re-cropped from the previous frame's mesh
-(as MediaPipe's tracker does). A full-frame detection runs when there is nothing to follow, when a
-face fails its re-check, and every ``detect_every`` frames to catch faces that enter. Faces are
-matched to tracks by box IoU (Hungarian assignment on a motion-predicted box); a track missing
-for more than ``max_gap`` frames ends, and a face found later gets a new ID. Gaps of up to
-``max_gap`` frames inside a track are filled by interpolation (``interpolated=True``).
+A face followed in the previous frame is followed as MediaPipe's tracker does: the landmark
+model re-crops it from the previous frame's mesh, and while its face-presence probability stays
+at least ``presence_threshold`` (0.5) and the new mesh is plausible (eyes near the predicted
+box, size within ``max_scale_step`` of the last), that is the whole cost of the frame: no
+detector. The box then moves and scales with the mesh's bounding box, so it keeps YuNet's
+convention. When presence drops or the mesh jumps, YuNet re-checks a region twice the size
+of the last box, shrunk to ``recheck_side`` (160) pixels (about a quarter of a full-frame
+detection's cost whatever the face size); a full-frame detection runs when there is nothing
+to follow, when a face fails its re-check, and every ``detect_every`` frames to catch faces
+that enter (a followed face it finds takes the detector's box again). Faces are matched to
+tracks by box IoU (Hungarian assignment on a motion-predicted box); a track missing for more
+than ``max_gap`` frames ends, and a face found later gets a new ID. Gaps of up to ``max_gap``
+frames inside a track are filled by interpolation (``interpolated=True``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from animator.errors import AnimatorError
 from animator.faces.detect import Detection, FaceDetector
-from animator.faces.landmarks import FanLandmarker, MeshLandmarker, eye_centers, five_points
+from animator.faces.landmarks import N_MESH, FanLandmarker, MeshLandmarker, eye_centers, five_points
 
 
 @dataclass
@@ -167,6 +171,19 @@ class Tracks:
         return {"source": source, "fps": fps, "frames": frames}
 
 
+def moved_box(box: np.ndarray, previous_mesh: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, float]:
+    """``box`` carried from ``previous_mesh`` to ``mesh``: moved and scaled, per axis, as the
+    face mesh's bounding box moved and scaled, so that it keeps its place on the face's outline
+    as a detector box does (on a turning head the outline moves less than the nose; an opening
+    jaw stretches it). Returns the box and the change of size (the root of the area ratio)."""
+    before = np.asarray(previous_mesh, dtype=np.float64)[:N_MESH, :2]
+    after = np.asarray(mesh, dtype=np.float64)[:N_MESH, :2]
+    lo0, lo1 = before.min(0), after.min(0)
+    stretch = (after.max(0) - lo1) / np.maximum(before.max(0) - lo0, 1e-6)
+    moved = np.tile(lo1, 2) + np.tile(stretch, 2) * (np.asarray(box, dtype=np.float64) - np.tile(lo0, 2))
+    return moved.astype(np.float32), float(np.sqrt(stretch[0] * stretch[1]))
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -175,19 +192,33 @@ class _Track:
     missed: int = 0
 
 
+@dataclass
+class _Followed:
+    """A face followed from the previous frame: its landmarks re-cropped from the last mesh."""
+
+    mesh: np.ndarray
+    presence: float
+    box: np.ndarray  # the last box moved with the mesh
+    held: bool       # sure enough to skip the detector
+
+
 class FaceTracker:
     """Online tracker; feed frames in order with :meth:`update`, then take :attr:`tracks`.
 
     Every face gets the 478 landmarks (mesh + irises, about 13 ms) unless ``mesh=False``, and its 5
     alignment points then come from the mesh (:func:`five_points`): YuNet's own points ignore
     a rolled head (10-17 px off at 25-40 degrees of roll) and follow the pupils, which would
-    make crops swim with the gaze. ``landmarker`` may add FAN's 68 points.
+    make crops swim with the gaze. ``landmarker`` may add FAN's 68 points. With the mesh, a
+    followed face skips the detector while ``presence_threshold`` holds (``None``: never, the
+    detector re-checks every frame); its ``score`` is then the detector's last score for it.
     """
 
     def __init__(self, detector: FaceDetector | None = None,
                  landmarker: MeshLandmarker | FanLandmarker | None = None,
                  max_gap: int = 10, detect_every: int = 15, iou_threshold: float = 0.3,
-                 search_margin: float = 2.0, mesh: bool = True, recheck_side: int = 160):
+                 search_margin: float = 2.0, mesh: bool = True, recheck_side: int = 160,
+                 presence_threshold: float | None = 0.5, max_scale_step: float = 1.25,
+                 eye_margin: float = 0.25):
         self.detector = detector or FaceDetector()
         self.mesh = landmarker if isinstance(landmarker, MeshLandmarker) else (MeshLandmarker() if mesh else None)
         self.fan = landmarker if isinstance(landmarker, FanLandmarker) else None
@@ -196,6 +227,9 @@ class FaceTracker:
         self.iou_threshold = iou_threshold
         self.search_margin = search_margin
         self.recheck_side = recheck_side
+        self.presence_threshold = presence_threshold
+        self.max_scale_step = max_scale_step  # the most a held face's size may change in a frame
+        self.eye_margin = eye_margin          # a held face's eyes lie in its predicted box grown by this
         self._active: list[_Track] = []
         self._next_id = 0
         self._last_full: int | None = None
@@ -215,72 +249,95 @@ class FaceTracker:
         half = self.search_margin * max(box[2] - box[0], box[3] - box[1]) / 2
         return np.array([cx - half, cy - half, cx + half, cy + half])
 
-    def _assign(self, tracks: list[_Track], found: list[Detection]) -> tuple[dict[int, int], list[int]]:
-        """Track position -> detection position, and the unmatched detections."""
-        if not tracks or not found:
-            return {}, list(range(len(found)))
-        iou = box_iou(np.stack([self._predicted_box(t) for t in tracks]), np.stack([d.box for d in found]))
+    def _assign(self, boxes: dict[int, np.ndarray], found: list[Detection]) -> dict[int, int]:
+        """Track position -> detection position, for tracks expected at ``boxes``."""
+        if not boxes or not found:
+            return {}
+        positions = list(boxes)
+        iou = box_iou(np.stack([boxes[p] for p in positions]), np.stack([d.box for d in found]))
         rows, cols = best_assignment(iou)
-        pairs = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self.iou_threshold}
-        return pairs, [j for j in range(len(found)) if j not in pairs.values()]
+        return {positions[r]: int(c) for r, c in zip(rows, cols) if iou[r, c] >= self.iou_threshold}
 
-    def _landmarks(self, frame: np.ndarray, det: Detection, track: _Track | None):
-        """(mesh, presence, fan_points); the mesh is re-cropped from the last frame's mesh when
-        the track was seen there and the new mesh still sits on the detected face."""
-        fan = self.fan.landmarks(frame, det) if self.fan is not None else None
+    def _follow(self, frame: np.ndarray, track: _Track) -> _Followed:
+        """Re-crop the landmarks from the track's last mesh and judge whether they hold."""
+        mesh, presence = self.mesh.locate_from_mesh(frame, track.last.mesh)
+        box, scale = moved_box(track.last.box, track.last.mesh, mesh)
+        x0, y0, x1, y1 = self._predicted_box(track)
+        grow = self.eye_margin * max(x1 - x0, y1 - y0)
+        eyes = eye_centers(mesh)
+        held = (self.presence_threshold is not None and presence >= self.presence_threshold
+                and 1.0 / self.max_scale_step <= scale <= self.max_scale_step
+                and bool(np.all((eyes >= [x0 - grow, y0 - grow]) & (eyes <= [x1 + grow, y1 + grow]))))
+        return _Followed(mesh, presence, box, held)
+
+    def _mesh_on(self, frame: np.ndarray, det: Detection, followed: _Followed | None):
+        """(mesh, presence) for a detected face: the followed mesh when it still sits on the
+        detected face, else landmarks located from the detection."""
         if self.mesh is None:
-            return None, None, fan
-        if track is not None and track.missed == 0 and track.last.mesh is not None:
-            mesh, presence = self.mesh.locate_from_mesh(frame, track.last.mesh)
+            return None, None
+        if followed is not None:
             x0, y0, x1, y1 = det.box
             inner = np.array([x0, y0, x1, y1]) + 0.25 * np.array([x1 - x0, y1 - y0, x0 - x1, y0 - y1])
-            centre = eye_centers(mesh).mean(0)
+            centre = eye_centers(followed.mesh).mean(0)
             if inner[0] <= centre[0] <= inner[2] and inner[1] <= centre[1] <= inner[3]:
-                return mesh, presence, fan
-        return *self.mesh.locate(frame, det), fan
+                return followed.mesh, followed.presence
+        return self.mesh.locate(frame, det)
 
-    def _observe(self, frame_index: int, time: float, frame: np.ndarray, det: Detection,
-                 track_id: int, track: _Track | None) -> FaceObservation:
-        mesh, presence, fan = self._landmarks(frame, det, track)
-        points = five_points(mesh) if mesh is not None else det.points
-        return FaceObservation(frame_index, float(time), track_id, det.box, det.score, points,
-                               mesh, False, fan, presence)
+    def _observation(self, frame_index: int, time: float, frame: np.ndarray, track_id: int,
+                     box: np.ndarray, score: float, mesh: np.ndarray | None, presence: float | None,
+                     detector_points: np.ndarray | None = None) -> FaceObservation:
+        fan = self.fan.landmarks(frame, box) if self.fan is not None else None
+        points = five_points(mesh) if mesh is not None else detector_points
+        return FaceObservation(frame_index, float(time), track_id, box, score, points, mesh, False, fan, presence)
+
+    def _detected(self, frame_index: int, time: float, frame: np.ndarray, det: Detection, track_id: int,
+                  followed: _Followed | None = None) -> FaceObservation:
+        mesh, presence = self._mesh_on(frame, det, followed)
+        return self._observation(frame_index, time, frame, track_id, det.box, det.score, mesh, presence, det.points)
 
     def update(self, frame_index: int, time: float, frame_rgb: np.ndarray) -> list[FaceObservation]:
         """Track one frame; returns the faces observed in it (not the interpolated ones)."""
         self._frames.append((frame_index, float(time)))
-        followed = [t for t in self._active if t.missed == 0]
-        full = (not followed or len(followed) < len(self._active) or self._last_full is None
+        seen = [pos for pos, t in enumerate(self._active) if t.missed == 0]
+        follow = {pos: self._follow(frame_rgb, self._active[pos]) for pos in seen
+                  if self.mesh is not None and self._active[pos].last.mesh is not None}
+        held = {pos for pos, f in follow.items() if f.held}
+        full = (not seen or len(seen) < len(self._active) or self._last_full is None
                 or frame_index - self._last_full >= self.detect_every)
         pairs: dict[int, int] = {}
         found: list[Detection] = []
         if not full:
-            for track in followed:
-                region = self._search_region(self._predicted_box(track))
-                local = self.detector.detect_region(frame_rgb, region, self.recheck_side)
+            recheck = {pos: self._predicted_box(self._active[pos]) for pos in seen if pos not in held}
+            for box in recheck.values():
+                local = self.detector.detect_region(frame_rgb, self._search_region(box), self.recheck_side)
                 found.extend(d for d in local if not any(box_iou(d.box, f.box)[0, 0] > 0.7 for f in found))
-            pairs, _ = self._assign(self._active, found)
-            full = len(pairs) < len(followed)  # a followed face failed its re-check
+            pairs = self._assign(recheck, found)
+            full = len(pairs) < len(recheck)  # a followed face failed its re-check
         if full:
             self._last_full = frame_index
             found = self.detector.detect(frame_rgb)
-            pairs, _ = self._assign(self._active, found)
+            expected = {pos: follow[pos].box if pos in held else self._predicted_box(t)
+                        for pos, t in enumerate(self._active)}
+            pairs = self._assign(expected, found)
         unmatched = [j for j in range(len(found)) if j not in pairs.values()] if full else []
 
         observed = []
         for pos, track in enumerate(self._active):
-            if pos not in pairs:
+            if pos in pairs:
+                obs = self._detected(frame_index, time, frame_rgb, found[pairs[pos]], track.track_id, follow.get(pos))
+            elif pos in held:
+                f = follow[pos]
+                obs = self._observation(frame_index, time, frame_rgb, track.track_id, f.box, track.last.score,
+                                        f.mesh, f.presence)
+            else:
                 track.missed += 1
                 continue
-            det = found[pairs[pos]]
-            obs = self._observe(frame_index, time, frame_rgb, det, track.track_id, track)
             steps = track.missed + 1
-            track.velocity = 0.5 * track.velocity + 0.5 * (det.box - track.last.box) / steps
+            track.velocity = 0.5 * track.velocity + 0.5 * (obs.box - track.last.box) / steps
             track.last, track.missed = obs, 0
             observed.append(obs)
         for j in unmatched:
-            det = found[j]
-            obs = self._observe(frame_index, time, frame_rgb, det, self._next_id, None)
+            obs = self._detected(frame_index, time, frame_rgb, found[j], self._next_id)
             self._active.append(_Track(self._next_id, obs, np.zeros(4, np.float32)))
             self._next_id += 1
             observed.append(obs)
