@@ -62,20 +62,28 @@ def models():
     return FaceDetector(), MeshLandmarker()
 
 
+def checked_clips(shared_dir: Path) -> list[tuple[str, Path, set[int]]]:
+    """(clip, its file, the frame indices :data:`CLIP_FRAMES` checks in it); skips the test
+    when a clip is absent."""
+    checked: dict[str, set[int]] = {}
+    for clip, frame, *_ in CLIP_FRAMES:
+        checked.setdefault(clip, set()).add(frame)
+    found = []
+    for clip, frames in checked.items():
+        path = shared_dir / "datasets" / "expression-clips" / f"{clip}.mp4"
+        if not path.is_file():
+            pytest.skip(f"{path} is absent: the expression clips are needed")
+        found.append((clip, path, frames))
+    return found
+
+
 @pytest.fixture(scope="module")
 def clip_frames(shared_dir) -> dict[tuple[str, int], np.ndarray]:
     """The RGB frames of :data:`CLIP_FRAMES`, decoded once."""
     from animator.media.decode import iter_frames
 
-    folder = shared_dir / "datasets" / "expression-clips"
-    wanted: dict[str, set[int]] = {}
-    for clip, frame, *_ in CLIP_FRAMES:
-        wanted.setdefault(clip, set()).add(frame)
     frames = {}
-    for clip, indices in wanted.items():
-        path = folder / f"{clip}.mp4"
-        if not path.is_file():
-            pytest.skip(f"{path} is absent: the expression clips are needed")
+    for clip, path, indices in checked_clips(shared_dir):
         for item in iter_frames(path):
             if item.index in indices:
                 frames[(clip, item.index)] = item.rgb
@@ -316,15 +324,8 @@ def clip_tracks(shared_dir, models) -> dict[str, tuple[list[int], np.ndarray]]:
     from animator.media.decode import iter_frames, probe
 
     detector, landmarker = models
-    folder = shared_dir / "datasets" / "expression-clips"
-    checked: dict[str, set[int]] = {}
-    for clip, frame, *_ in CLIP_FRAMES:
-        checked.setdefault(clip, set()).add(frame)
     tracks = {}
-    for clip, frames in checked.items():
-        path = folder / f"{clip}.mp4"
-        if not path.is_file():
-            pytest.skip(f"{path} is absent: the expression clips are needed")
+    for clip, path, frames in checked_clips(shared_dir):
         step = max(1, probe(path).frames // TRACK_FRAMES)
         indices, meshes = [], []
         for item in iter_frames(path):
