@@ -90,7 +90,8 @@ class PiecewiseLinear:
                             np.stack([-edges[:, 1, 0], edges[:, 0, 0]], -1)], 1) / det[:, None, None]
         at = values[simplices]                                      # (T, 3, C)
         gradient = inverse @ (at[:, 1:] - at[:, :1])                # (T, 2, C): d value / d (x, y)
-        self.lo, self.hi = corners.min(1), corners.max(1)           # bounding boxes
+        self.lo = np.minimum(np.minimum(corners[:, 0], corners[:, 1]), corners[:, 2])  # bounding boxes
+        self.hi = np.maximum(np.maximum(corners[:, 0], corners[:, 1]), corners[:, 2])
         # per triangle: a (2), inverse (4, row-major), value at a (C), gradient (2C)
         self.affine = np.hstack([corners[:, 0], inverse.reshape(-1, 4), at[:, 0], gradient.reshape(len(at), -1)])
 
@@ -106,18 +107,18 @@ class PiecewiseLinear:
         if not len(touching):
             return out
         counts, first, width = counts[touching], first[touching], extent[touching, 0]
-        triangle = np.repeat(np.arange(len(counts)), counts)       # one row per candidate point
-        rank = np.arange(len(triangle)) - np.repeat(np.cumsum(counts) - counts, counts)
-        i = first[triangle, 0] + rank % width[triangle]
-        j = first[triangle, 1] + rank // width[triangle]
-        affine = self.affine[touching][triangle]
+        row = np.repeat(np.arange(len(counts)), counts)            # per candidate point: its row
+        rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+        i = first[row, 0] + rank % width[row]
+        j = first[row, 1] + rank // width[row]
+        affine = self.affine[touching][row]
         dx, dy = grid.x0 + i * grid.dx - affine[:, 0], grid.y0 + j * grid.dy - affine[:, 1]
         s = dx * affine[:, 2] + dy * affine[:, 4]                   # barycentric coordinates
         t = dx * affine[:, 3] + dy * affine[:, 5]
         inside = (s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9)
-        dx, dy, affine = dx[inside, None], dy[inside, None], affine[inside]
+        dx, dy, value = dx[inside, None], dy[inside, None], affine[inside, 6:]
         c = self.channels
-        out[j[inside], i[inside]] = affine[:, 6:6 + c] + dx * affine[:, 6 + c:6 + 2 * c] + dy * affine[:, 6 + 2 * c:]
+        out[j[inside], i[inside]] = value[:, :c] + dx * value[:, c:2 * c] + dy * value[:, 2 * c:]
         return out
 
 
