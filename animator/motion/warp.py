@@ -37,7 +37,7 @@ class MotionField:
     @property
     def moved(self) -> np.ndarray:
         """(h, w) bool: the pixels the field moves."""
-        return np.any(self.offsets != 0, axis=-1)
+        return (self.offsets[..., 0] != 0) | (self.offsets[..., 1] != 0)
 
 
 def anchor_ring(points: np.ndarray, margin: float = ANCHOR_MARGIN, n: int = N_ANCHORS) -> np.ndarray:
@@ -73,41 +73,52 @@ class PiecewiseLinear:
     """Interpolate ``values`` (N, C) given at ``nodes`` (N, 2) linearly inside each Delaunay
     triangle of the nodes; zero outside their convex hull. Sampled on regular grids by
     rasterising the triangles: every grid point inside a triangle's bounding box is tested,
-    all triangles at once (a point locator costs several times more to build and query)."""
+    all triangles at once (a point locator costs several times more to build and query).
+    What each point needs of its triangle is worked out once per triangle: the triangle is
+    the affine map p -> (s, t) = (p - a) @ inverse of its edge matrix, and its values are
+    affine in p too, so a point costs a few multiply-adds."""
 
     def __init__(self, nodes: np.ndarray, values: np.ndarray):
-        self.values = values
-        self.simplices = Delaunay(nodes).simplices
-        self.corners = nodes[self.simplices]                        # (T, 3, 2)
+        self.channels = values.shape[1]
+        simplices = Delaunay(nodes).simplices
+        corners = nodes[simplices]                                  # (T, 3, 2)
+        edges = corners[:, 1:] - corners[:, :1]                     # (T, 2, 2): rows b - a, c - a
+        det = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
+        flat = det != 0                                             # degenerate: never inside
+        corners, edges, det, simplices = corners[flat], edges[flat], det[flat], simplices[flat]
+        inverse = np.stack([np.stack([edges[:, 1, 1], -edges[:, 0, 1]], -1),
+                            np.stack([-edges[:, 1, 0], edges[:, 0, 0]], -1)], 1) / det[:, None, None]
+        at = values[simplices]                                      # (T, 3, C)
+        gradient = inverse @ (at[:, 1:] - at[:, :1])                # (T, 2, C): d value / d (x, y)
+        self.lo = np.minimum(np.minimum(corners[:, 0], corners[:, 1]), corners[:, 2])  # bounding boxes
+        self.hi = np.maximum(np.maximum(corners[:, 0], corners[:, 1]), corners[:, 2])
+        # per triangle: a (2), inverse (4, row-major), value at a (C), gradient (2C)
+        self.affine = np.hstack([corners[:, 0], inverse.reshape(-1, 4), at[:, 0], gradient.reshape(len(at), -1)])
 
     def sample(self, grid: Grid) -> np.ndarray:
         """(ny, nx, C) values at the grid's points."""
-        out = np.zeros((grid.ny, grid.nx, self.values.shape[1]))
-        u = (self.corners[..., 0] - grid.x0) / grid.dx            # triangle corners in grid units
-        v = (self.corners[..., 1] - grid.y0) / grid.dy
-        i0 = np.clip(np.ceil(u.min(1)), 0, grid.nx).astype(int)
-        i1 = np.clip(np.floor(u.max(1)), -1, grid.nx - 1).astype(int)
-        j0 = np.clip(np.ceil(v.min(1)), 0, grid.ny).astype(int)
-        j1 = np.clip(np.floor(v.max(1)), -1, grid.ny - 1).astype(int)
-        width, height = np.maximum(i1 - i0 + 1, 0), np.maximum(j1 - j0 + 1, 0)
-        counts = width * height
-        if not counts.any():
+        out = np.zeros((grid.ny, grid.nx, self.channels))
+        origin, spacing, size = np.array([grid.x0, grid.y0]), np.array([grid.dx, grid.dy]), np.array([grid.nx, grid.ny])
+        first = np.maximum(np.ceil((self.lo - origin) / spacing), 0).astype(int)   # (T, 2) grid index
+        last = np.minimum(np.floor((self.hi - origin) / spacing), size - 1).astype(int)
+        extent = np.maximum(last - first + 1, 0)
+        counts = extent[:, 0] * extent[:, 1]
+        touching = np.flatnonzero(counts)                           # triangles over some grid point
+        if not len(touching):
             return out
-        triangle = np.repeat(np.arange(len(counts)), counts)       # one row per candidate point
-        rank = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        i = i0[triangle] + rank % width[triangle]
-        j = j0[triangle] + rank // width[triangle]
-        a, b, c = (self.corners[triangle, k] for k in range(3))
-        e1, e2 = b - a, c - a
-        dx, dy = grid.x0 + i * grid.dx - a[:, 0], grid.y0 + j * grid.dy - a[:, 1]
-        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        det = np.where(det == 0, np.inf, det)                       # degenerate: never inside
-        s = (dx * e2[:, 1] - dy * e2[:, 0]) / det                   # barycentric coordinates
-        t = (e1[:, 0] * dy - e1[:, 1] * dx) / det
+        counts, first, width = counts[touching], first[touching], extent[touching, 0]
+        row = np.repeat(np.arange(len(counts)), counts)            # per candidate point: its row
+        rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+        i = first[row, 0] + rank % width[row]
+        j = first[row, 1] + rank // width[row]
+        affine = self.affine[touching][row]
+        dx, dy = grid.x0 + i * grid.dx - affine[:, 0], grid.y0 + j * grid.dy - affine[:, 1]
+        s = dx * affine[:, 2] + dy * affine[:, 4]                   # barycentric coordinates
+        t = dx * affine[:, 3] + dy * affine[:, 5]
         inside = (s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9)
-        weights = np.column_stack([1.0 - s - t, s, t])[inside]
-        vertices = self.simplices[triangle[inside]]
-        out[j[inside], i[inside]] = np.einsum("mk,mkc->mc", weights, self.values[vertices])
+        dx, dy, value = dx[inside, None], dy[inside, None], affine[inside, 6:]
+        c = self.channels
+        out[j[inside], i[inside]] = value[:, :c] + dx * value[:, c:2 * c] + dy * value[:, 2 * c:]
         return out
 
 
@@ -151,11 +162,10 @@ def apply_field(frame: np.ndarray, field: MotionField) -> np.ndarray:
     pixels the field moves change."""
     out = frame.copy()
     x0, y0, x1, y1 = field.box
-    h, w = y1 - y0, x1 - x0
     map_x = field.offsets[..., 0] + np.arange(x0, x1, dtype=np.float32)[None, :]
     map_y = field.offsets[..., 1] + np.arange(y0, y1, dtype=np.float32)[:, None]
-    warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    np.copyto(out[y0:y0 + h, x0:x0 + w], warped, where=field.moved[..., None])
+    # bilinear sampling at a whole pixel returns that pixel exactly: no mask needed
+    out[y0:y1, x0:x1] = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     return out
 
 
