@@ -267,8 +267,8 @@ def thumbnail(crop: np.ndarray) -> np.ndarray:
 
 
 def _face_crop(rgb: np.ndarray, models: _Models, options: PrepareOptions, policy,
-               ) -> tuple[np.ndarray, np.ndarray] | str:
-    """(crop, mesh) of the largest face, or the reason it was dropped."""
+               ) -> tuple[np.ndarray, np.ndarray, int] | str:
+    """(crop, mesh, faces found) of the largest face, or the reason it was dropped."""
     from animator.faces.align import crop_transform, warp_crop
     from animator.faces.landmarks import five_points
 
@@ -283,7 +283,7 @@ def _face_crop(rgb: np.ndarray, models: _Models, options: PrepareOptions, policy
     crop = warp_crop(rgb, crop_transform(policy, five_points(mesh), face.box), options.size)
     if options.blur_threshold and blur_score(crop) < options.blur_threshold:
         return "blurry"
-    return crop, mesh
+    return crop, mesh, len(detections)
 
 
 def process_source(source: Source, options: PrepareOptions, models: _Models, out: Path) -> SourceResult:
@@ -302,6 +302,7 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
 
     # a clip's crops wait for their labels: the estimator's video mode reads the whole clip
     pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+    most_faces = 0  # in any kept frame of the clip
 
     def write(name: str, crop: np.ndarray, label: np.ndarray | None) -> bool:
         if label is None or not np.isfinite(label).all():
@@ -313,11 +314,12 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
         return True
 
     def keep(rgb: np.ndarray, name: str, frame: int | None, last: list) -> None:
+        nonlocal most_faces
         found = _face_crop(rgb, models, options, policy)
         if isinstance(found, str):
             dropped[found] += 1
             return
-        crop, mesh = found
+        crop, mesh, faces = found
         if frame is not None and options.dedupe_threshold and last:
             thumb = thumbnail(crop)
             if np.abs(thumb - last[0]).mean() < options.dedupe_threshold:
@@ -329,6 +331,7 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
             kept = write(name, crop, models.estimator.estimate(mesh))
         else:
             pending.append((name, crop, mesh))
+            most_faces = max(most_faces, faces)
             kept = True
         if frame is not None and kept:
             last[:] = [thumbnail(crop)]
@@ -354,8 +357,12 @@ def process_source(source: Source, options: PrepareOptions, models: _Models, out
         except AnimatorError as exc:
             dropped["unreadable"] += 1
             result.problem = str(exc)
-        if pending:  # the clip's largest face per frame, read as one person's track
-            labels = models.estimator.estimate_track(np.stack([mesh for _, _, mesh in pending]))
+        if pending:
+            # the largest face of each kept frame is one person's track only if it is the only
+            # face (frames are sampled, not tracked); with several people, read frame by frame
+            meshes = np.stack([mesh for _, _, mesh in pending])
+            read = models.estimator.estimate_track if most_faces == 1 else models.estimator.estimate
+            labels = read(meshes)
             for (name, crop, _), label in zip(pending, labels):
                 write(name, crop, label)
     result.dropped = dict(dropped)

@@ -164,6 +164,44 @@ def test_video_frames_get_video_mode_labels(video, tmp_path, monkeypatch):
     assert not np.allclose(expected, estimator.estimate(np.stack(meshes)), atol=2e-3)  # not the static read
 
 
+def test_a_clip_with_several_faces_is_labelled_frame_by_frame(face_image, tmp_path, monkeypatch):
+    """Prepare samples frames without tracking, so the largest face of each frame is one
+    person's track only when it is the only face: with two people, static labels."""
+    from animator.estimate import aus as estimator_module
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.media.decode import iter_frames
+
+    av = pytest.importorskip("av")
+    monkeypatch.setattr(estimator_module, "MIN_TRACK_FRAMES", 5)
+    path = tmp_path / "two.mp4"
+    big = cv2.resize(face_image, (320, 320), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(face_image[:, ::-1], (240, 240), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 320, "yuv420p"
+        stream.bit_rate = 4_000_000
+        for i in range(8):
+            canvas = np.full((320, 640, 3), 40, np.uint8)
+            canvas[:, :320] = big * (0.6 + 0.05 * i)
+            canvas[40:280, 360:600] = small
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    prepare([path], tmp_path / "data", PrepareOptions(size=64, every=1, min_face=32, dedupe_threshold=0),
+            quiet=True)
+    labels = read_aus(tmp_path / "data" / "aus_openface.pkl")
+    detector, landmarker = FaceDetector(), MeshLandmarker()
+    frames = list(iter_frames(path))
+    assert all(len(detector.detect(f.rgb)) == 2 for f in frames)
+    meshes = np.stack([landmarker.landmarks(f.rgb, detector.detect(f.rgb)[0]) for f in frames])
+    estimator = AUEstimator.default()
+    got = np.array([labels[f"two_f{i:06d}"] for i in range(len(frames))])
+    np.testing.assert_allclose(got, np.clip(estimator.estimate(meshes), 0, 5), atol=2e-3)
+
+
 def test_estimator_labels_when_no_csvs(photo_set, tmp_path):
     root, _, expected = photo_set
     result = CliRunner().invoke(cli, ["prepare", str(root / "alice"), "--out", str(tmp_path / "d"),
