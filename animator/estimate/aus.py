@@ -171,7 +171,7 @@ class AUEstimator:
             raise AnimatorError(f"a track's features must be (frames, {len(FEATURE_NAMES)}), got {features.shape}")
         if len(features) < MIN_TRACK_FRAMES:
             return self.intensities(features)
-        relative = features - np.nanpercentile(features, BASELINE_PERCENTILE, axis=0)
+        relative = relative_to_rest(features)
         return _clipped(np.stack([self.video_rules[name](relative) if name in self.video_rules
                                   else self.rules[name](features) for name in AU_NAMES], axis=-1))
 
@@ -184,6 +184,12 @@ class AUEstimator:
         """Video mode: (N, 478, 3) landmarks of ONE person's track (in time order, whole
         track) -> (N, 17) float32 on 0-5, relative to that person's own resting face."""
         return self.track_intensities(self.features(landmarks))
+
+
+def relative_to_rest(features: np.ndarray) -> np.ndarray:
+    """(N, F) one person's features -> each relative to its resting value over them (its
+    :data:`BASELINE_PERCENTILE`): video mode's per-track baseline."""
+    return features - np.nanpercentile(features, BASELINE_PERCENTILE, axis=0)
 
 
 def _clipped(values: np.ndarray) -> np.ndarray:

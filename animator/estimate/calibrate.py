@@ -59,7 +59,8 @@ from animator.aus import AU_MAX, AU_NAMES
 from animator.errors import AnimatorError
 from animator.estimate import aus as au_table
 from animator.estimate import geometry
-from animator.estimate.aus import BASELINE_PERCENTILE, FEATURE_NAMES, AUEstimator, AUMap, AURule, rule_to_dict
+from animator.estimate.aus import (BASELINE_PERCENTILE, FEATURE_NAMES, AUEstimator, AUMap, AURule,
+                                   relative_to_rest, rule_to_dict)
 from animator.media.images import read_image
 
 PAD = 32
@@ -202,10 +203,9 @@ def _r(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def relative_to_baseline(person: Person) -> Person:
-    """The person's features relative to their own resting value: video mode's per-track
-    baseline (:data:`animator.estimate.aus.BASELINE_PERCENTILE`)."""
-    resting = np.nanpercentile(person.features, BASELINE_PERCENTILE, axis=0)
-    return Person(person.name, person.features - resting, person.aus)
+    """The person's features relative to their own resting value, as video mode reads a track
+    (:func:`animator.estimate.aus.relative_to_rest`)."""
+    return Person(person.name, relative_to_rest(person.features), person.aus)
 
 
 def combination(people: list[Person], index: int, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
