@@ -79,14 +79,16 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
     return None if mesh is None else estimator.estimate(mesh)
 
 
-def rig_readings(mesh: np.ndarray, targets: np.ndarray, rig, estimator) -> np.ndarray:
+def rig_readings(mesh: np.ndarray, current: np.ndarray, targets: np.ndarray, rig, estimator) -> np.ndarray:
     """(N,) the estimator's reading of each tested AU on the rig's target landmarks themselves
-    (no picture): what the read-back would be if the landmark model re-found every moved
-    landmark exactly on the edited photo."""
-    current = estimator.estimate(mesh)
+    (no picture), the face moved from its ``current`` AUs as the motion stage moves it: what
+    the read-back would be if the landmark model re-found every moved landmark exactly on the
+    edited photo."""
+    from animator.motion.move import added_aus  # noqa: PLC0415
+
     moved = np.repeat(mesh[None], len(targets), axis=0)
     for i, target in enumerate(targets):
-        moved[i, : len(rig.template)] = rig.displace(mesh, np.maximum(target - current, 0.0))
+        moved[i, : len(rig.template)] = rig.displace(mesh, added_aus(current, target))
     readings = estimator.estimate(moved)
     return np.array([readings[i, AU_NAMES.index(au)] for i, au in enumerate(TESTED)])
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = np.repeat(base[None], len(TESTED), axis=0)
             for i, au in enumerate(TESTED):
                 targets[i, AU_NAMES.index(au)] = REQUEST
-            for au, value in zip(TESTED, rig_readings(mesh, targets, rig, estimator)):
+            for au, value in zip(TESTED, rig_readings(mesh, base, targets, rig, estimator)):
                 readings[RIG_LANDMARKS][au].append(float(value))
             for mode, (mode_editor, mode_rig) in modes.items():
                 for au, edited in zip(TESTED, edit(image, targets, mode_editor, mode_rig)):

@@ -67,16 +67,21 @@ def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray) ->
                         detail=EYES)
 
 
+def added_aus(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """What the rig moves a face by, from its ``current`` AUs towards ``target`` (both (17,),
+    0-5). Motion only adds: an AU the target asks for beyond what the face shows is moved, one
+    the face shows beyond the target is left to the generator. The estimator reads some AUs
+    on resting faces (upper lip, lip corners), and undoing those readings would push closed
+    lips into each other; an actor's own speech and blinks also survive an absolute target."""
+    return np.maximum(np.asarray(target, np.float64) - np.asarray(current, np.float64), 0.0)
+
+
 def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: np.ndarray,
               rig: AURig) -> tuple[np.ndarray, MotionField | None]:
     """``frame`` with the face whose mesh (frame px) is ``mesh`` moved from its ``current``
-    AUs towards ``target`` (both (17,), 0-5), and the field that did it (None: nothing moved).
-
-    Motion only adds: an AU the target asks for beyond what the face shows is moved, one the
-    face shows beyond the target is left to the generator. The estimator reads some AUs on
-    resting faces (upper lip, lip corners), and undoing those readings would push closed
-    lips into each other; an actor's own speech and blinks also survive an absolute target."""
-    delta = np.maximum(np.asarray(target, np.float64) - np.asarray(current, np.float64), 0.0)
+    AUs towards ``target`` (:func:`added_aus`), and the field that did it (None: nothing
+    moved)."""
+    delta = added_aus(current, target)
     if not np.any(delta):
         return frame, None
     source = np.asarray(mesh, np.float64)[: rig.template.shape[0]]
