@@ -330,8 +330,8 @@ def actor_aus(tracks) -> dict[tuple[int, int], np.ndarray]:
         with_mesh = [i for i, o in enumerate(observations) if o.mesh is not None]
         if with_mesh:
             values[with_mesh] = estimator.estimate_track(np.stack([observations[i].mesh for i in with_mesh]))
-        smoothed = smooth_au_series(np.array([o.time for o in observations]), values)
-        for obs, value in zip(observations, smoothed):
+        smooth_values = smooth_au_series(np.array([o.time for o in observations]), values)
+        for obs, value in zip(observations, smooth_values):
             result[(obs.frame_index, track_id)] = value
     return result
 
