@@ -1,4 +1,4 @@
-"""Benchmark the motion stage (rig -> dense field -> full-resolution warp -> mouth) per face;
+"""Benchmark the motion stage (rig -> dense field -> full-resolution warp -> eyes and mouth) per face;
 prints one JSON object.
 
     python bench/warp.py [CLIP] [--frames 24] [--repeats 5]
@@ -50,6 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     from animator.aus import parse_target
     from animator.estimate import AUEstimator
+    from animator.motion.eyes import paint_eyes
     from animator.motion.mouth import fill_mouth
     from animator.motion.move import face_field
     from animator.motion.rig import AURig
@@ -61,7 +62,7 @@ def main() -> int:
               "faces": len(samples), "repeats": args.repeats, "ms_per_face": {}}
     for spec in TARGETS:
         target = parse_target(spec)
-        steps: dict[str, list[float]] = {"rig": [], "field": [], "warp": [], "mouth": [], "total": [],
+        steps: dict[str, list[float]] = {"rig": [], "field": [], "warp": [], "paint": [], "total": [],
                                          "total_cpu": []}
         for _ in range(args.repeats):
             for rgb, mesh in samples:
@@ -74,7 +75,7 @@ def main() -> int:
                 t2 = time.perf_counter()
                 warped = apply_field(rgb, field)
                 t3 = time.perf_counter()
-                fill_mouth(warped, mesh, moved)
+                fill_mouth(paint_eyes(rgb, warped, mesh, moved), mesh, moved)
                 t4 = time.perf_counter()
                 cpu = time.process_time() - cpu
                 for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, cpu)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -178,25 +179,33 @@ def test_the_field_and_the_warp_match_an_exact_evaluation_on_a_real_face(rig, mo
         assert np.abs(apply_field(frame, field).astype(int) - expected).max() <= 1
 
 
-def test_openings_split_at_midlines_unless_an_upper_lid_closes_over_the_eye(rig):
+def test_the_mouth_splits_at_its_midline_and_a_closing_lid_keeps_its_lash_band(rig):
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
     sources, targets = opening_nodes(face, face)
-    assert len(sources) == 2 * len(UPPER_LIDS[0]) + 9  # midpoints of both eyes and the mouth
+    assert len(sources) == 9  # the mouth's midpoints
     np.testing.assert_array_equal(sources, targets)
     closed = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 5.0))[:, :2]
     sources, targets = opening_nodes(face, closed)
-    # per closing lid point: a lash node carried down with the margin, an eyeball node that stays
-    assert len(sources) == 2 * 2 * len(UPPER_LIDS[0]) + 9
-    still = np.all(sources[:-9] == targets[:-9], axis=1)
-    assert still.sum() == 2 * len(UPPER_LIDS[0])
-    # half closed, the field shows the eye in place just under the new lid margin
-    half = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 3.0))[:, :2]
-    field = face_field((400, 600, 3), face, half)
-    x0, y0 = field.box[:2]
-    for upper in UPPER_LIDS:
-        under = np.rint(half[list(upper[2:5])] + (0.0, 2.0)).astype(int)
-        assert np.abs(field.offsets[under[:, 1] - y0, under[:, 0] - x0]).max() < 0.5
-        assert (half[list(upper), 1] - face[list(upper), 1]).max() > 4  # the lid came down
+    # per closing lid point: a lash node above the margin, carried down with it
+    assert len(sources) == 2 * len(UPPER_LIDS[0]) + 9
+    for eye, upper in enumerate(UPPER_LIDS):
+        lashes = slice(eye * len(upper), (eye + 1) * len(upper))
+        np.testing.assert_allclose(targets[lashes] - sources[lashes], closed[list(upper)] - face[list(upper)])
+        assert (sources[lashes, 1] < face[list(upper), 1]).all()
+
+
+def test_lids_slide_over_an_eyeball_that_stays(rig):
+    """Half closed or raised, the field shows the eye where it was inside the new opening:
+    neither squashed under a lowering lid nor stretched under a rising one."""
+    face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))
+    for name, value in (("AU45", 3.0), ("AU05", 5.0)):
+        moved = rig.displace(face, one_au(name, value))[:, :2]
+        field = face_field((400, 600, 3), face[:, :2], moved)
+        x0, y0 = field.box[:2]
+        for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
+            inside = np.rint((0.7 * moved[list(upper[2:5])] + 0.3 * moved[list(lower[2:5])])).astype(int)
+            assert np.abs(field.offsets[inside[:, 1] - y0, inside[:, 0] - x0]).max() < 0.5
+            assert np.abs(moved[list(upper), 1] - face[list(upper), 1]).max() > 2  # the lid moved
 
 
 def eye_aperture(mesh: np.ndarray) -> float:
@@ -224,6 +233,77 @@ def test_a_blink_closes_the_eyes_the_landmark_model_sees(face_image, rig):
     assert eye_aperture(again) < 0.5 * eye_aperture(mesh)
     iris = np.rint(mesh[468, :2]).astype(int)  # the right iris centre: under the lid now
     assert out[iris[1], iris[0]].mean() > face_image[iris[1], iris[0]].mean() + 20
+
+
+def test_a_raised_lid_uncovers_white_above_a_round_iris(face_image, rig):
+    """On a real photo, AU05 uncovers the eyeball: where the upper lid was, the output shows
+    white (brighter than the lid margin there before) beside the iris; the iris's centre does
+    not move."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.motion.eyes import iris_circle, eye_width
+    from animator.motion.move import added_aus
+
+    photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # eyes 40 px wide
+    mesh = MeshLandmarker().landmarks(photo, FaceDetector().detect(photo)[0])
+    current = AUEstimator.default().estimate(mesh)
+    target = current.copy()
+    target[AU_NAMES.index("AU05")] = 5.0
+    out, field = move_face(photo, mesh, current, target, rig)
+    moved = rig.displace(mesh, added_aus(current, target))
+    luma = np.array([0.299, 0.587, 0.114])
+    for eye, upper in enumerate(UPPER_LIDS):
+        centre, radius = iris_circle(mesh, eye, eye_width(mesh, eye))
+        x0, y0 = field.box[:2]
+        held = np.rint(centre).astype(int)
+        assert np.abs(field.offsets[held[1] - y0, held[0] - x0]).max() < 0.5
+        # where the upper lid was, at every tenth of the way along it
+        old = np.array([np.interp(np.linspace(0, 6, 61), np.arange(7), mesh[list(upper), k]) for k in (0, 1)]).T
+        new = np.array([np.interp(np.linspace(0, 6, 61), np.arange(7), moved[list(upper), k]) for k in (0, 1)]).T
+        band = np.rint(old + 0.3 * (new - old)).astype(int)   # uncovered, near the old margin
+        grew = old[:, 1] - new[:, 1] > 3
+        off_centre = np.linalg.norm(band - centre, axis=1)
+        beside = grew & (off_centre > 1.3 * radius)
+        assert beside.any()
+        white = out[band[beside, 1], band[beside, 0]] @ luma
+        assert np.median(white - photo[band[beside, 1], band[beside, 0]] @ luma) > 40  # was the lid's margin
+
+
+def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
+    """A drawn eye whose upper lid hides the top of its iris: raised, the lid uncovers the
+    iris's circle in the iris's colour and the white beside it in the white's."""
+    from animator.motion.eyes import eye_contour, eye_width, paint_eyes
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    skin, white, blue = np.array([200, 160, 140]), np.array([235, 232, 228]), np.array([60, 90, 140])
+    image = np.zeros((500, 600, 3), np.uint8) + skin.astype(np.uint8)
+    irises = []
+    for eye in range(2):
+        opening = eye_contour(face, eye)
+        centre, radius = opening.mean(0) - (0, 0.1 * eye_width(face, eye)), 0.2 * eye_width(face, eye)
+        eye_mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(eye_mask, [np.rint(opening).astype(np.int32)], 1)
+        ys, xs = np.mgrid[0:500, 0:600]
+        in_iris = np.hypot(xs - centre[0], ys - centre[1]) < radius
+        image[(eye_mask == 1) & ~in_iris] = white
+        image[(eye_mask == 1) & in_iris] = blue
+        ring = centre + radius * np.column_stack([np.cos(np.arange(4) * np.pi / 2), np.sin(np.arange(4) * np.pi / 2)])
+        irises += [np.r_[centre, 0.0], *np.c_[ring, np.zeros(4)]]
+        assert (opening[1:8, 1] > centre[1] - radius + 2).all()  # the lid hides the iris's top
+    mesh = np.vstack([face, irises])
+    raised = face.copy()
+    for upper in UPPER_LIDS:
+        raised[list(upper), 1] -= 0.3 * eye_width(face, 0)
+    out = paint_eyes(image, image.copy(), mesh, raised)
+    for eye, upper in enumerate(UPPER_LIDS):
+        centre, radius = mesh[468 + 5 * eye, :2], 0.2 * eye_width(face, eye)
+        top = np.rint(centre - (0, radius - 2)).astype(int)           # the iris's top, uncovered
+        assert np.abs(out[top[1], top[0]].astype(int) - blue).max() < 45
+        middle = list(upper)[1]                                      # beside the iris, uncovered
+        spot = np.rint((face[middle, :2] + raised[middle, :2]) / 2).astype(int)
+        assert np.abs(out[spot[1], spot[0]].astype(int) - white).max() < 60
+        assert np.abs(image[spot[1], spot[0]].astype(int) - skin).max() == 0  # was lid
 
 
 def test_brows_and_lids_move_as_facs_says(rig):

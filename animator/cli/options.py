@@ -38,7 +38,8 @@ def landmarks_option(help: str):
 
 motion_option = click.option(
     "--motion", type=click.Choice(["warp", "warp+generator", "none"]), default=None,
-    help="warp: an AU rig moves the face at full resolution and the opened mouth is painted; "
+    help="warp: an AU rig moves the face at full resolution, and the eyeball a raised lid uncovers "
+         "and the opened mouth are painted; "
          "warp+generator: the generator then paints on the moved face; none: the generator "
          "alone (the paper's GANimation). Default: the model's config (warp for animator's "
          "models, none for imported checkpoints).")

@@ -28,8 +28,9 @@ TEETH_OPACITY = 0.85
 
 
 def polygon_area(points: np.ndarray) -> float:
+    """The area a closed polygon (N, 2) encloses (shoelace)."""
     x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return 0.5 * abs(float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0]))
 
 
 def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:

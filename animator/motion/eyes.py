@@ -1,0 +1,211 @@
+"""The eyes under moving lids: the eyeball stays, the lids slide over it.
+
+Lids move over an eyeball that does not move with them. A warp that stretched the eye's
+opening from its edges would squash the iris into a band when a lid comes down and pull it
+into a tall oval when a lid goes up — neither is how an eye looks, and the landmark model
+reads a stretched iris as an eye of the same openness. So inside each eye's new opening the
+field carries the eyeball with the eye's corners only (:func:`hold_eyeballs`), and what a
+raised lid uncovers — the top of the iris and the white above it, which the source hid under
+the lid — is painted from the eye's own iris and sclera colours (:func:`paint_uncovered`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from animator.motion.mouth import polygon_area
+from animator.motion.rig import LOWER_LIDS, UPPER_LIDS
+from animator.motion.warp import MotionField
+
+# per eye (the subject's right, then left): outer and inner corner, iris centre and contour
+EYE_CORNERS = ((33, 133), (263, 362))
+IRISES = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
+# eye_contour's layout: outer corner, upper lid, inner corner, lower lid back
+_LID = len(UPPER_LIDS[0])
+CONTOUR_UPPER, CONTOUR_INNER, CONTOUR_LOWER = slice(1, _LID + 1), _LID + 1, slice(_LID + 2, 2 * _LID + 2)
+
+SUPERSAMPLE = 4               # an opening's coverage of a pixel: from 4 x 4 samples
+SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.fillPoly's shift)
+SHUT_FROM, SHUT_FULL = 0.06, 0.03  # an opening this high (of the eye's width) starts to / is shut
+UNCOVERED_PX = 0.75           # frame px^2 an opening must grow or shrink by to be painted
+OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the old lid margin (its shadow)
+LID_SHADOW = 0.2              # how much darker the eyeball is right under a lid ...
+SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
+CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
+LIMBUS = 0.35                 # how much darker the iris's rim is than its body
+IRIS_FOR_EYE = 0.42           # iris radius / eye width, when the mesh has no iris points
+
+
+def eye_contour(points: np.ndarray, eye: int) -> np.ndarray:
+    """(16, 2) the eye's opening: outer corner, upper lid, inner corner, lower lid back."""
+    outer, inner = EYE_CORNERS[eye]
+    order = [outer, *UPPER_LIDS[eye], inner, *LOWER_LIDS[eye][::-1]]
+    return np.asarray(points, np.float64)[order, :2]
+
+
+def eye_width(points: np.ndarray, eye: int) -> float:
+    outer, inner = EYE_CORNERS[eye]
+    return float(np.linalg.norm(np.asarray(points)[outer, :2] - np.asarray(points)[inner, :2]))
+
+
+def polygon_coverage(polygon: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32 in [0, 1]: the share of each pixel of the box at ``origin`` (x, y) that
+    the polygon (frame px) covers, from a SUPERSAMPLE times finer rasterisation."""
+    fine = np.zeros((shape[0] * SUPERSAMPLE, shape[1] * SUPERSAMPLE), np.uint8)
+    # pixel (i, j) covers [j - 0.5, j + 0.5): fine pixel k of it has its centre at j - 0.5 + (k + 0.5) / S
+    vertices = np.rint(((polygon - origin + 0.5) * SUPERSAMPLE - 0.5) * (1 << SUBPIXEL)).astype(np.int32)
+    cv2.fillPoly(fine, [vertices], 1, cv2.LINE_8, shift=SUBPIXEL)
+    return cv2.resize(fine.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) -> MotionField:
+    """``field`` with each eye's new opening showing the eyeball carried by the eye's corners
+    alone (an eye whose lids do not move is left as the field has it). ``source`` and
+    ``target`` are the face's landmarks (>= 468, frame px) before and after the move."""
+    offsets = field.offsets.copy()
+    x0, y0, x1, y1 = field.box
+    for eye in range(2):
+        lids = list(UPPER_LIDS[eye] + LOWER_LIDS[eye])
+        corners = list(EYE_CORNERS[eye])
+        carried = (target[corners, :2] - source[corners, :2]).mean(0)
+        relative = (target[lids, :2] - source[lids, :2]) - carried
+        if np.abs(relative).max() < 0.5:
+            continue
+        opening = eye_contour(target, eye)
+        ex0, ey0 = np.clip(np.floor(opening.min(0)).astype(int) - 1, (x0, y0), (x1, y1))
+        ex1, ey1 = np.clip(np.ceil(opening.max(0)).astype(int) + 2, (x0, y0), (x1, y1))
+        if ex1 <= ex0 or ey1 <= ey0:
+            continue
+        coverage = polygon_coverage(opening, (ex0, ey0), (ey1 - ey0, ex1 - ex0))[..., None]
+        inside = offsets[ey0 - y0:ey1 - y0, ex0 - x0:ex1 - x0]
+        inside[:] = inside * (1 - coverage) - carried.astype(np.float32) * coverage
+    return MotionField(field.box, offsets)
+
+
+def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``warped`` (``frame`` moved from landmarks ``source`` to ``target``, frame px; ``source``
+    with its 10 iris points when it has 478) with what the lids' move shows painted in: the
+    eyeball a raised lid uncovered (:func:`eyeball`), and the lash line of an eye the lids
+    shut (its slit would otherwise show flecks of the eye squeezed between the margins).
+    ``warped`` (the warp's own new frame) is painted in place and returned."""
+    h, w = frame.shape[:2]
+    for eye in range(2):
+        outer, inner = EYE_CORNERS[eye]
+        carried = (target[[outer, inner], :2] - source[[outer, inner], :2]).mean(0)
+        before = eye_contour(source, eye) + carried          # the old opening, where the eyeball is now
+        after = eye_contour(target, eye)
+        width = eye_width(target, eye)
+        area_now, area_then = polygon_area(after), polygon_area(before)
+        shut = (area_now < area_then - UNCOVERED_PX) * np.clip(
+            (SHUT_FROM * width - area_now / width) / ((SHUT_FROM - SHUT_FULL) * width), 0, 1)
+        if width < 4 or (shut == 0 and widening(before, after) < 0.25):
+            continue                                    # neither shut nor opened beyond the old opening
+        pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
+        x0, y0 = np.clip(np.floor(np.minimum(before.min(0), after.min(0))).astype(int) - pad, 0, [w, h])
+        x1, y1 = np.clip(np.ceil(np.maximum(before.max(0), after.max(0))).astype(int) + pad, 0, [w, h])
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        shape = (y1 - y0, x1 - x0)
+        now = polygon_coverage(after, (x0, y0), shape)
+        local = frame[y0:y1, x0:x1].astype(np.float32)
+        if shut > 0:
+            slit = (now > 0.02).astype(np.float32)       # with the pixels the margins cross
+            colour = np.broadcast_to(lash_colour(frame, source, eye), local.shape)
+            alpha = shut * np.minimum(1, cv2.GaussianBlur(slit, (0, 0), 0.5) * 1.5)
+        else:
+            then = polygon_coverage(before, (x0, y0), shape)
+            uncovered = np.clip(now - then, 0, 1)
+            if uncovered.sum() < UNCOVERED_PX:
+                continue
+            centre, radius = iris_circle(source, eye, width)
+            colour, alpha = eyeball(local, now, then, uncovered, centre + carried - (x0, y0), radius, width)
+        rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
+        if not len(rows):
+            continue
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        a = alpha[r0:r1, c0:c1, None]
+        region = warped[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
+        region[:] = np.clip(np.rint(region * (1 - a) + colour[r0:r1, c0:c1] * a), 0, 255).astype(warped.dtype)
+    return warped
+
+
+def widening(before: np.ndarray, after: np.ndarray) -> float:
+    """How far (frame px) a lid of an eye's opening moved outwards, from its contour ``before``
+    to ``after`` (:func:`eye_contour`'s): up for the upper lid, down for the lower."""
+    along = before[CONTOUR_INNER] - before[0]
+    down = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-9)
+    if (before[CONTOUR_LOWER].mean(0) - before[CONTOUR_UPPER].mean(0)) @ down < 0:
+        down = -down                                    # towards the lower lid
+    moved = (after - before) @ down
+    return float(max(-moved[CONTOUR_UPPER].min(), moved[CONTOUR_LOWER].max()))
+
+
+def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
+            centre: np.ndarray, radius: float, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The eyeball's colour over a region of the source (``local``, (h, w, 3)) and where to
+    paint it: the iris where the iris's circle (centre in region px) reaches, the white
+    around it, shaded under the lid and towards the corners, over the ``uncovered`` part of
+    the opening ``now`` (coverages) and the old margin's shadow just inside the old one."""
+    reach = max(1, int(round(OLD_MARGIN * width)))
+    grown = cv2.dilate(uncovered, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    alpha = np.minimum(cv2.GaussianBlur(grown, (0, 0), max(0.5, reach / 2)), now)
+    xs = np.arange(local.shape[1], dtype=np.float32)[None, :] - np.float32(centre[0])
+    ys = np.arange(local.shape[0], dtype=np.float32)[:, None] - np.float32(centre[1])
+    distance = np.sqrt(xs * xs + ys * ys)
+    iris_colour, sclera_colour = eyeball_colours(local, then, distance, radius)
+    in_iris = np.clip(radius + 0.5 - distance, 0, 1)[..., None]      # anti-aliased rim
+    rim = np.clip((distance - 0.75 * radius) / (0.25 * radius), 0, 1)[..., None]
+    across = np.minimum(np.abs(xs) / (width / 2), 1)[..., None]
+    ball = (in_iris * iris_colour * (1 - LIMBUS * rim)
+            + (1 - in_iris) * sclera_colour * (1 - CORNER_SHADE * across ** 2))  # the eyeball turns away
+    under_lid = cv2.distanceTransform((now > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    ball *= (1 - LID_SHADOW * np.exp(-under_lid / max(1.0, SHADOW_REACH * width)))[..., None]
+    return ball, alpha
+
+
+def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
+    """The upper lid's lash line as the source shows it: the darker half of the pixels along
+    its margin (RGB float)."""
+    h, w = frame.shape[:2]
+    margin = np.asarray(source, np.float64)[list(UPPER_LIDS[eye]), :2]
+    xs = np.clip(np.rint(margin[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.rint(margin[:, 1]).astype(int), 0, h - 1)
+    pixels = frame[ys, xs].astype(np.float32)
+    luma = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+    return pixels[luma <= np.median(luma)].mean(0)
+
+
+def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, float]:
+    """The iris's centre (frame px) and radius: from the landmark model's iris points, or, for
+    a mesh without them, the eye's centre and a typical iris size."""
+    mesh = np.asarray(mesh, np.float64)
+    if len(mesh) >= 478:
+        centre_index, rim = IRISES[eye]
+        centre = mesh[centre_index, :2]
+        return centre, float(np.linalg.norm(mesh[list(rim), :2] - centre, axis=1).mean())
+    contour = eye_contour(mesh, eye)
+    return contour.mean(0), IRIS_FOR_EYE * width / 2
+
+
+def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray,
+                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """The iris's and the sclera's colours (RGB float) as the source shows them: the middle
+    half, by brightness, of the iris's body (between its pupil and its rim) and the brightest quarter of the white outside it, both
+    inside the visible ``opening`` (coverage; ``distance``: each pixel's from the iris centre).
+    An eye too small to show either falls back to its darkest and brightest pixels."""
+    inside = opening > 0.75
+    seen = local[inside] if inside.any() else local.reshape(-1, 3)
+    body = local[inside & (distance > 0.45 * radius) & (distance < 0.85 * radius)]
+    iris = brightest(body, 0.25, 0.75) if len(body) >= 4 else brightest(seen, 0.0, 0.25)
+    white = local[inside & (distance > 1.15 * radius)]
+    sclera = brightest(white, 0.75, 1.0) if len(white) >= 6 else brightest(seen, 0.9, 1.0)
+    return iris.astype(np.float32), sclera.astype(np.float32)
+
+
+def brightest(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The mean colour of ``pixels`` (N, 3) whose brightness ranks between the fractions
+    ``lo`` and ``hi`` of them (0: the darkest)."""
+    order = np.argsort(pixels @ np.array([0.299, 0.587, 0.114], np.float32))
+    n = len(order)
+    return pixels[order[min(int(lo * n), n - 1):max(int(hi * n), int(lo * n) + 1)]].mean(0)
