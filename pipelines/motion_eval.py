@@ -1,7 +1,7 @@
 """Does an edit read back as what was asked? ``--motion warp`` against ``none`` on real photos.
 
     python -m pipelines.motion_eval --utkface TAR [--faces 40] [--sheet SHEET.jpg] [--extra IMG...]
-                                    [--identity SFACE.onnx]
+                                    [--identity SFACE.onnx] [--oracle CLIPS_DIR]
 
 Faces: UTKFace photos (none of them was used to fit the rig, so all are held out), drawn in a
 fixed order, upscaled 2x and padded so the detector sees a whole head, and kept when they are
@@ -15,7 +15,11 @@ a gap between it and ``warp`` is the landmark model not re-finding the motion on
 the new ones (warp+generator, warp). ``--extra`` adds photos (e.g. frames of clips) to the
 sheet only. ``--identity`` (the SFace model, :mod:`pipelines.identity`) adds, per preset and
 motion mode, the mean cosine between the embeddings of each input face and its edit, and the
-share of edits OpenCV's threshold still calls the same person.
+share of edits OpenCV's threshold still calls the same person. ``--oracle`` (the expression
+clips' folder) asks what motion alone can make the estimator read: a neutral frame of each
+acting clip is warped so that its landmarks land exactly on those of the same person's
+expressive frame (pose-aligned), once with the whole face's motion and once with only the
+motion inside the requested AUs' FACS regions (the rig's supports); both are read again.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ SHEET_FACES = 6
 RIG_LANDMARKS = "rig landmarks"  # the rig's targets read directly: the warp's ceiling
 IDENTITY_MODES = ("none", "warp")  # the paper's generator alone against the default
 TILE = 176
+# (clip, neutral frame, expressive frame, AUs it shows): frames picked by eye (tests/test_estimate.py)
+ORACLE_PAIRS = (("d3", 0, 136, ("AU04",)), ("d9", 0, 480, ("AU01",)), ("d9", 0, 504, ("AU01",)),
+                ("d6", 0, 200, ("AU01", "AU02", "AU05")), ("d14", 0, 72, ("AU01", "AU02", "AU05")),
+                ("d14", 0, 342, ("AU01", "AU02")), ("d9", 0, 384, ("AU45",)), ("d0", 5, 66, ("AU45",)),
+                ("d14", 0, 94, ("AU45",)), ("d9", 0, 70, ("AU26",)))
 
 
 def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator) -> list[tuple[str, np.ndarray]]:
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="More photos for the sheet.")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--identity", type=Path, help="The SFace ONNX model: report identity per preset.")
+    parser.add_argument("--oracle", type=Path, help="The expression clips' folder: read back real motion.")
     args = parser.parse_args(argv)
     from animator.estimate import AUEstimator  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
@@ -159,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                       mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
                                   "median": round(float(np.median(v)), 2)} for au, v in per.items()}
                       for mode, per in readings.items()}}
+        if args.oracle:
+            report["oracle"] = oracle_readback(args.oracle, detector, landmarker, estimator, rig)
         if args.identity:
             compared = {mode: modes[mode] for mode in IDENTITY_MODES}
             report["identity"] = identity_per_preset(args.identity, faces, compared, detector)
@@ -170,6 +182,53 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(report, indent=2))
     return 0
+
+
+def oracle_readback(clips: Path, detector, landmarker, estimator, rig) -> list[dict]:
+    """Per :data:`ORACLE_PAIRS` entry and AU: the estimator's reading of the neutral frame, of
+    the expressive frame, and of the neutral frame warped onto the expressive frame's
+    landmarks — with all of them, and with only those inside the AUs' FACS regions."""
+    from animator.estimate.geometry import MESH, umeyama  # noqa: PLC0415
+    from animator.media.decode import iter_frames  # noqa: PLC0415
+    from animator.motion.eyes import paint_eyes  # noqa: PLC0415
+    from animator.motion.fit import support_mask  # noqa: PLC0415
+    from animator.motion.mouth import fill_mouth  # noqa: PLC0415
+    from animator.motion.move import face_field  # noqa: PLC0415
+    from animator.motion.warp import apply_field  # noqa: PLC0415
+
+    stable, support = list(MESH.stable), support_mask(rig.template)
+    n = len(rig.template)
+
+    def face_frame(mesh: np.ndarray) -> tuple[np.ndarray, tuple]:
+        scale, rotation, shift = umeyama(mesh[stable].astype(np.float64), rig.template[stable])
+        return scale * mesh[:n].astype(np.float64) @ rotation.T + shift, (scale, rotation)
+
+    rows = []
+    for clip, rest, peak, aus in ORACLE_PAIRS:
+        frames = {}
+        for frame in iter_frames(clips / f"{clip}.mp4"):
+            if frame.index in (rest, peak):
+                frames[frame.index] = frame.rgb
+            if frame.index >= max(rest, peak):
+                break
+        if len(frames) < 2:
+            raise AnimatorError(f"{clips / clip}.mp4: frames {rest} and {peak} are needed")
+        neutral, expressive = (read_mesh(frames[i], detector, landmarker) for i in (rest, peak))
+        (before, (scale, rotation)), (after, _) = face_frame(neutral), face_frame(expressive)
+        inside = np.zeros(n, bool)
+        for au in aus:
+            inside |= support[AU_NAMES.index(au)]
+        readings = {"neutral": estimator.estimate(neutral), "expressive": estimator.estimate(expressive)}
+        for name, keep in (("whole face moved", np.ones(n, bool)), ("FACS regions only", inside)):
+            target = neutral[:n, :2] + (((after - before) * keep[:, None]) @ rotation / scale)[:, :2]
+            source = neutral[:n, :2].astype(np.float64)
+            field = face_field(frames[rest].shape, source, target)
+            moved = fill_mouth(paint_eyes(frames[rest], apply_field(frames[rest], field), neutral, target),
+                               source, target)
+            readings[name] = read_aus(moved, detector, landmarker, estimator)
+        rows += [{"clip": clip, "frames": [rest, peak], "au": au,
+                  **{k: round(float(v[AU_NAMES.index(au)]), 2) for k, v in readings.items()}} for au in aus]
+    return rows
 
 
 def identity_per_preset(model_path: Path, faces: list[tuple[str, np.ndarray]], modes: dict,

@@ -309,7 +309,7 @@ def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
 def test_brows_and_lids_move_as_facs_says(rig):
     """AU01/02 raise the brows without dragging the lid margins down; AU04 lowers the brows and
     draws their inner ends towards the midline; AU05 raises the upper lids (a blink-free rig
-    must not hold them in place)."""
+    must not hold them in place) and lowers the lower lids a little, as the clips' wide eyes do."""
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))
     lids = [i for upper in UPPER_LIDS for i in upper]
     for name in ("AU01", "AU02"):
@@ -322,7 +322,8 @@ def test_brows_and_lids_move_as_facs_says(rig):
     assert (lowered[inner, 1] > face[inner, 1] + 3).all()                    # down, frame px
     assert lowered[inner[1], 0] - lowered[inner[0], 0] < face[inner[1], 0] - face[inner[0], 0] - 3  # together
     widened = rig.displace(face, one_au("AU05", 4.0))
-    assert (widened[[159, 386], 1] < face[[159, 386], 1] - 2).all()
+    assert (widened[[159, 386], 1] < face[[159, 386], 1] - 2).all()   # upper lids up
+    assert (widened[[145, 374], 1] > face[[145, 374], 1] + 1).all()   # lower lids a little down
 
 
 def test_an_opened_mouth_is_dark_inside_with_teeth_under_the_upper_lip(face_image, rig):
@@ -501,3 +502,22 @@ def test_warp_says_when_relative_keys_ask_to_lower_aus(tiny_model, tmp_path):
     notes = json.loads(result.stdout)["notes"]
     assert any("the generator did not run" in n for n in notes)
     assert any("lower some AUs" in n for n in notes)
+
+
+def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_dir, rig, monkeypatch):
+    """The oracle read-back of ``pipelines.motion_eval --oracle``: a neutral frame warped onto the
+    same person's dropped jaw reads AU26 as the real frame does; moved only inside AU26's FACS
+    region (jaw and lower lip), it still reads a dropped jaw."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from pipelines import motion_eval
+
+    clips = shared_dir / "datasets" / "expression-clips"
+    if not (clips / "d9.mp4").is_file():
+        pytest.skip(f"{clips / 'd9.mp4'} is absent: the expression clips are needed")
+    monkeypatch.setattr(motion_eval, "ORACLE_PAIRS", (("d9", 0, 70, ("AU26",)),))
+    (row,) = motion_eval.oracle_readback(clips, FaceDetector(), MeshLandmarker(), AUEstimator.default(), rig)
+    assert row["au"] == "AU26" and row["neutral"] < 0.5 and row["expressive"] >= 2.0
+    assert abs(row["whole face moved"] - row["expressive"]) < 0.5
+    assert row["FACS regions only"] >= 1.5

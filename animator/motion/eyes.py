@@ -4,9 +4,10 @@ Lids move over an eyeball that does not move with them. A warp that stretched th
 opening from its edges would squash the iris into a band when a lid comes down and pull it
 into a tall oval when a lid goes up — neither is how an eye looks, and the landmark model
 reads a stretched iris as an eye of the same openness. So inside each eye's new opening the
-field carries the eyeball with the eye's corners only (:func:`hold_eyeballs`), and what a
-raised lid uncovers — the top of the iris and the white above it, which the source hid under
-the lid — is painted from the eye's own iris and sclera colours (:func:`paint_uncovered`).
+field shows the eyeball where it was (:func:`hold_eyeballs`); what a raised lid uncovers —
+the top of the iris and the white around it, which the source hid under the lid — is painted
+from the eye's own iris and sclera colours, and an eye the lids shut shows its lash line
+(:func:`paint_eyes`).
 """
 
 from __future__ import annotations
@@ -60,17 +61,15 @@ def polygon_coverage(polygon: np.ndarray, origin: tuple[int, int], shape: tuple[
 
 
 def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) -> MotionField:
-    """``field`` with each eye's new opening showing the eyeball carried by the eye's corners
-    alone (an eye whose lids do not move is left as the field has it). ``source`` and
-    ``target`` are the face's landmarks (>= 468, frame px) before and after the move."""
+    """``field`` with each eye's new opening showing the eyeball where it was: the eyeball sits
+    in the skull, and the rig moves only the soft tissue around it (an eye whose contour does
+    not move is left as the field has it). ``source`` and ``target`` are the face's landmarks
+    (>= 468, frame px) before and after the move."""
     offsets = field.offsets.copy()
     x0, y0, x1, y1 = field.box
     for eye in range(2):
-        lids = list(UPPER_LIDS[eye] + LOWER_LIDS[eye])
-        corners = list(EYE_CORNERS[eye])
-        carried = (target[corners, :2] - source[corners, :2]).mean(0)
-        relative = (target[lids, :2] - source[lids, :2]) - carried
-        if np.abs(relative).max() < 0.5:
+        contour = [*EYE_CORNERS[eye], *UPPER_LIDS[eye], *LOWER_LIDS[eye]]
+        if np.abs(target[contour, :2] - source[contour, :2]).max() < 0.5:
             continue
         opening = eye_contour(target, eye)
         ex0, ey0 = np.clip(np.floor(opening.min(0)).astype(int) - 1, (x0, y0), (x1, y1))
@@ -79,7 +78,7 @@ def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) ->
             continue
         coverage = polygon_coverage(opening, (ex0, ey0), (ey1 - ey0, ex1 - ex0))[..., None]
         inside = offsets[ey0 - y0:ey1 - y0, ex0 - x0:ex1 - x0]
-        inside[:] = inside * (1 - coverage) - carried.astype(np.float32) * coverage
+        inside *= 1 - coverage
     return MotionField(field.box, offsets)
 
 
@@ -91,15 +90,14 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
     ``warped`` (the warp's own new frame) is painted in place and returned."""
     h, w = frame.shape[:2]
     for eye in range(2):
-        outer, inner = EYE_CORNERS[eye]
-        carried = (target[[outer, inner], :2] - source[[outer, inner], :2]).mean(0)
-        before = eye_contour(source, eye) + carried          # the old opening, where the eyeball is now
+        before = eye_contour(source, eye)
         after = eye_contour(target, eye)
         width = eye_width(target, eye)
         area_now, area_then = polygon_area(after), polygon_area(before)
         shut = (area_now < area_then - UNCOVERED_PX) * np.clip(
             (SHUT_FROM * width - area_now / width) / ((SHUT_FROM - SHUT_FULL) * width), 0, 1)
-        if width < 4 or (shut == 0 and widening(before, after) < 0.25):
+        opened = area_now > area_then and widening(before, after) >= 0.25
+        if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
         pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
         x0, y0 = np.clip(np.floor(np.minimum(before.min(0), after.min(0))).astype(int) - pad, 0, [w, h])
@@ -114,12 +112,14 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             colour = np.broadcast_to(lash_colour(frame, source, eye), local.shape)
             alpha = shut * np.minimum(1, cv2.GaussianBlur(slit, (0, 0), 0.5) * 1.5)
         else:
-            then = polygon_coverage(before, (x0, y0), shape)
+            old_lids = before.copy()           # at the new corners: where the lids meet uncovers nothing
+            old_lids[[0, CONTOUR_INNER]] = after[[0, CONTOUR_INNER]]
+            then = polygon_coverage(old_lids, (x0, y0), shape)
             uncovered = np.clip(now - then, 0, 1)
             if uncovered.sum() < UNCOVERED_PX:
                 continue
             centre, radius = iris_circle(source, eye, width)
-            colour, alpha = eyeball(local, now, then, uncovered, centre + carried - (x0, y0), radius, width)
+            colour, alpha = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width)
         rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
         if not len(rows):
             continue

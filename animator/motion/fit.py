@@ -5,9 +5,9 @@ Every clip is one person; its faces are pose-normalised (:func:`normalise_pose`)
 landmarks and the AU readings are centred on the clip's mean, so identity and the clip's
 average expression drop out and only changes remain. Each landmark coordinate is then a ridge
 regression on the AUs whose FACS region contains the landmark (:data:`SUPPORT`): brows (not
-the lid margins) for AU01/02, brows and glabella for AU04, the upper lids for AU05, lids for
-AU07/45, mouth and chin for AU10-AU26 and so on, so an AU that happens to co-occur with
-another in the data (a smile with a blink) cannot borrow its motion.
+the lid margins) for AU01/02, brows and glabella for AU04, the lids for AU05/07/45, mouth
+and chin for AU10-AU26 and so on, so an AU that happens to co-occur with another in the data
+(a smile with a blink) cannot borrow its motion.
 
 The regression is shrunk towards a prior rather than towards zero: for each AU, the smallest
 smooth motion of its region that grows the AU's FACS measure (:func:`geometric_prior`). AUs
@@ -57,16 +57,10 @@ def _eye_opening(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((np.abs(x) - 0.5) / 0.3) ** 2 + ((y + 0.03) / 0.14) ** 2 < 1
 
 
-def _eye_corner_line(x: np.ndarray) -> np.ndarray:
-    """y of the line through each eye's corners (inner (0.28, 0.024), outer (0.72, -0.024))."""
-    return 0.024 - 0.108 * (np.abs(x) - 0.278)
-
-
 REGIONS: dict[str, Region] = {
     "brows": lambda x, y: (y < 0.0) & ~_eye_opening(x, y),         # forehead, brows, lid creases
     "glabella": lambda x, y: (y < 0.35) & (np.abs(x) < 1.0) & ~_eye_opening(x, y),  # brows down and in
     "eyes": lambda x, y: ((np.abs(x) - 0.5) / 0.42) ** 2 + ((y + 0.03) / 0.26) ** 2 < 1,
-    "upper_lids": lambda x, y: REGIONS["eyes"](x, y) & (y < _eye_corner_line(x)),
     "cheeks": lambda x, y: (y > -0.15) & (y < 0.75) & (np.abs(x) > 0.2),
     "nose": lambda x, y: (np.abs(x) < 0.6) & (y > -0.3) & (y < 1.0),
     "upper_lip": lambda x, y: (np.abs(x) < 0.75) & (y > 0.45) & (y < _mouth_line(x) + 0.02),
@@ -80,7 +74,7 @@ REGIONS: dict[str, Region] = {
 
 SUPPORT: dict[str, tuple[str, ...]] = {
     "AU01": ("brows",), "AU02": ("brows",), "AU04": ("glabella",),
-    "AU05": ("upper_lids",), "AU06": ("cheeks", "eyes"), "AU07": ("eyes",),
+    "AU05": ("eyes",), "AU06": ("cheeks", "eyes"), "AU07": ("eyes",),
     "AU09": ("nose",), "AU10": ("upper_lip",), "AU12": ("mouth",), "AU14": ("mouth",),
     "AU15": ("lip_corners",), "AU17": ("chin",), "AU20": ("mouth",), "AU23": ("lips",),
     "AU25": ("lips",), "AU26": ("jaw",), "AU45": ("eyes",),
