@@ -165,15 +165,14 @@ def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.
 
 
 def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
-    """The upper lid's lash line as the source shows it: the darker half of the pixels along
-    its margin (RGB float)."""
+    """The upper lid's lash line as the source shows it: the darkest quarter of the pixels on
+    its margin and the lash band just above it (RGB float)."""
     h, w = frame.shape[:2]
     margin = np.asarray(source, np.float64)[list(UPPER_LIDS[eye]), :2]
-    xs = np.clip(np.rint(margin[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.rint(margin[:, 1]).astype(int), 0, h - 1)
-    pixels = frame[ys, xs].astype(np.float32)
-    luma = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
-    return pixels[luma <= np.median(luma)].mean(0)
+    band = np.vstack([margin - (0, lift * eye_width(source, eye)) for lift in (0.0, 0.03, 0.06)])
+    xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
+    return brightest(frame[ys, xs].astype(np.float32), 0.0, 0.25)
 
 
 def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, float]:
