@@ -524,3 +524,43 @@ def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_
     assert row["au"] == "AU26" and row["neutral"] < 0.5 and row["expressive"] >= 2.0
     assert abs(row["whole face moved"] - row["expressive"]) < 0.5
     assert row["FACS regions only"] >= 1.5
+
+
+def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image, rig, monkeypatch):
+    """The open lid's narrow strip of skin (striped here, as lashes and mascara are), stretched
+    over a closing eye, would streak the closed lid: it is smoothed as far as the lid closed."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.motion import eyes
+    from animator.motion.move import added_aus
+    from animator.motion.rig import UPPER_LID_SKIN
+
+    photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    mesh = MeshLandmarker().landmarks(photo, FaceDetector().detect(photo)[0])
+    striped = photo.copy()
+    columns = (np.arange(photo.shape[1]) // 2) % 2 == 0
+    for upper, (fold, _) in zip(UPPER_LIDS, UPPER_LID_SKIN):
+        lid = np.zeros(photo.shape[:2], np.uint8)
+        cv2.fillPoly(lid, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
+        striped[(lid == 1) & columns[None, :]] //= 3
+    current = AUEstimator.default().estimate(mesh)
+    target = current.copy()
+    target[AU_NAMES.index("AU45")] = 5.0
+    moved = rig.displace(mesh, added_aus(current, target))
+
+    def streaks(image: np.ndarray) -> float:
+        zone = np.zeros(photo.shape[:2], bool)
+        for eye, (fold, _) in enumerate(UPPER_LID_SKIN):
+            width = eyes.eye_width(moved, eye)
+            lash_top = moved[list(UPPER_LIDS[eye]), :2] - (0, 2 * eyes.LASH_BAND * width)
+            mask = np.zeros(photo.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.rint(np.vstack([lash_top, moved[list(fold)[::-1], :2]])).astype(np.int32)], 1)
+            zone |= mask == 1
+        luma = image.astype(float) @ [0.299, 0.587, 0.114]
+        return float(np.abs(np.diff(luma, axis=1))[zone[:, 1:]].mean())
+
+    smoothed, _ = move_face(striped, mesh, current, target, rig)
+    monkeypatch.setattr(eyes, "smooth_lid", lambda *args: None)
+    streaked, _ = move_face(striped, mesh, current, target, rig)
+    assert streaks(smoothed) < 0.5 * streaks(streaked)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from animator.motion.mouth import polygon_area
-from animator.motion.rig import LOWER_LIDS, UPPER_LIDS
+from animator.motion.rig import LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
 from animator.motion.warp import MotionField
 
 # per eye (the subject's right, then left): outer and inner corner, iris centre and contour
@@ -26,6 +26,11 @@ IRISES = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
 _LID = len(UPPER_LIDS[0])
 CONTOUR_UPPER, CONTOUR_INNER, CONTOUR_LOWER = slice(1, _LID + 1), _LID + 1, slice(_LID + 2, 2 * _LID + 2)
 
+# A closing upper lid brings its margin and lashes, this fraction of the eye's width thick, down
+# as one band (animator.motion.move.opening_nodes); the skin above it stretches over the eye.
+LASH_BAND = 0.06
+LID_SMOOTHING = 0.05          # blur (of the eye's width) of a closed lid's stretched skin, ...
+SMOOTH_FROM, SMOOTH_FULL = 0.3, 0.8  # ... from a lid this far down (of the opening) to fully
 SUPERSAMPLE = 4               # an opening's coverage of a pixel: from 4 x 4 samples
 SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.fillPoly's shift)
 SHUT_FROM, SHUT_FULL = 0.06, 0.03  # an opening this high (of the eye's width) starts to / is shut
@@ -85,8 +90,9 @@ def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) ->
 def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``warped`` (``frame`` moved from landmarks ``source`` to ``target``, frame px; ``source``
     with its 10 iris points when it has 478) with what the lids' move shows painted in: the
-    eyeball a raised lid uncovered (:func:`eyeball`), and the lash line of an eye the lids
-    shut (its slit would otherwise show flecks of the eye squeezed between the margins).
+    eyeball a raised lid uncovered (:func:`eyeball`), the lash line of an eye the lids shut
+    (its slit would otherwise show flecks of the eye squeezed between the margins), and a
+    closing lid's skin smoothed (:func:`smooth_lid`).
     ``warped`` (the warp's own new frame) is painted in place and returned."""
     h, w = frame.shape[:2]
     for eye in range(2):
@@ -97,6 +103,11 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         shut = (area_now < area_then - UNCOVERED_PX) * np.clip(
             (SHUT_FROM * width - area_now / width) / ((SHUT_FROM - SHUT_FULL) * width), 0, 1)
         opened = area_now > area_then and widening(before, after) >= 0.25
+        # how far the upper lid came down, as a share of the eye's old opening
+        drop = float(((after - before)[CONTOUR_UPPER] @ towards_lower_lid(before)).mean())
+        closed = float(np.clip(drop * width / max(area_then, 1e-9), 0, 1))
+        if width >= 6 and closed > SMOOTH_FROM:
+            smooth_lid(warped, target, eye, min(1.0, (closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM)))
         if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
         pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
@@ -108,9 +119,13 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         now = polygon_coverage(after, (x0, y0), shape)
         local = frame[y0:y1, x0:x1].astype(np.float32)
         if shut > 0:
-            slit = (now > 0.02).astype(np.float32)       # with the pixels the margins cross
+            # the slit and the pixel row above it (the upper margin's own row still shows the
+            # eye's edge), anti-aliased
+            lashes = after.copy()
+            lashes[CONTOUR_UPPER] -= towards_lower_lid(after)
+            slit = np.minimum(1, 2 * polygon_coverage(lashes, (x0, y0), shape))
             colour = np.broadcast_to(lash_colour(frame, source, eye), local.shape)
-            alpha = shut * np.minimum(1, cv2.GaussianBlur(slit, (0, 0), 0.5) * 1.5)
+            alpha = shut * slit
         else:
             old_lids = before.copy()           # at the new corners: where the lids meet uncovers nothing
             old_lids[[0, CONTOUR_INNER]] = after[[0, CONTOUR_INNER]]
@@ -130,15 +145,45 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
     return warped
 
 
+def towards_lower_lid(contour: np.ndarray) -> np.ndarray:
+    """The unit normal of an eye's corner line that points from its upper lid to its lower
+    (``contour`` in :func:`eye_contour`'s layout)."""
+    along = contour[CONTOUR_INNER] - contour[0]
+    down = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-9)
+    if (contour[CONTOUR_LOWER].mean(0) - contour[CONTOUR_UPPER].mean(0)) @ down < 0:
+        down = -down
+    return down
+
+
 def widening(before: np.ndarray, after: np.ndarray) -> float:
     """How far (frame px) a lid of an eye's opening moved outwards, from its contour ``before``
     to ``after`` (:func:`eye_contour`'s): up for the upper lid, down for the lower."""
-    along = before[CONTOUR_INNER] - before[0]
-    down = np.array([-along[1], along[0]]) / max(float(np.linalg.norm(along)), 1e-9)
-    if (before[CONTOUR_LOWER].mean(0) - before[CONTOUR_UPPER].mean(0)) @ down < 0:
-        down = -down                                    # towards the lower lid
-    moved = (after - before) @ down
+    moved = (after - before) @ towards_lower_lid(before)
     return float(max(-moved[CONTOUR_UPPER].min(), moved[CONTOUR_LOWER].max()))
+
+
+def smooth_lid(warped: np.ndarray, target: np.ndarray, eye: int, amount: float) -> None:
+    """In place: the upper lid's skin between its lash band and its fold (``target``
+    landmarks, frame px), blended with its blur by ``amount`` (0-1: how far the lid came
+    down). The open lid's narrow skin, lashes and crease, stretched over the eye, would
+    streak it; a closed lid is smooth."""
+    h, w = warped.shape[:2]
+    width = eye_width(target, eye)
+    contour = eye_contour(target, eye)
+    outer, inner = EYE_CORNERS[eye]
+    lash_top = contour[CONTOUR_UPPER] - LASH_BAND * width * towards_lower_lid(contour)
+    fold = np.asarray(target, np.float64)[list(UPPER_LID_SKIN[eye][0]), :2]
+    skin = np.vstack([contour[0], lash_top, contour[CONTOUR_INNER], fold[::-1]])
+    pad = int(np.ceil(3 * LID_SMOOTHING * width)) + 2
+    x0, y0 = np.clip(np.floor(skin.min(0)).astype(int) - pad, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(skin.max(0)).astype(int) + pad, 0, [w, h])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    coverage = polygon_coverage(skin, (x0, y0), (y1 - y0, x1 - x0))
+    alpha = (amount * cv2.GaussianBlur(coverage, (0, 0), max(0.7, 0.02 * width)))[..., None]
+    region = warped[y0:y1, x0:x1].astype(np.float32)
+    smooth = cv2.GaussianBlur(region, (0, 0), max(1.0, LID_SMOOTHING * width))
+    warped[y0:y1, x0:x1] = np.clip(np.rint(region * (1 - alpha) + smooth * alpha), 0, 255).astype(warped.dtype)
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,

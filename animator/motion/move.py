@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from animator.motion.eyes import hold_eyeballs, paint_eyes
+from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes
 from animator.motion.mouth import fill_mouth
 from animator.motion.rig import LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP, UPPER_LIDS, AURig
 from animator.motion.warp import MotionField, apply_field, motion_field
@@ -17,9 +17,6 @@ from animator.motion.warp import MotionField, apply_field, motion_field
 # each eye's lids: where the field is evaluated at every pixel (a blink's contours meet)
 EYES = tuple(upper + lower for upper, lower in zip(UPPER_LIDS, LOWER_LIDS))
 
-# A closing upper lid brings its margin and lashes, this fraction of the eye's width thick, down
-# as one band while the lid skin above it stretches (the eyeball under it: animator.motion.eyes).
-LASH_BAND = 0.06
 CLOSING = 0.5  # frame pixels an upper lid must come down for its lash band to be kept
 
 

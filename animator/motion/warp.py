@@ -130,12 +130,13 @@ class PiecewiseLinear:
         rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
         i = first[row, 0] + rank % width[row]
         j = first[row, 1] + rank // width[row]
-        affine = self.affine[touching][row]
-        dx, dy = grid.x0 + i * grid.dx - affine[:, 0], grid.y0 + j * grid.dy - affine[:, 1]
-        s = dx * affine[:, 2] + dy * affine[:, 4]                   # barycentric coordinates
-        t = dx * affine[:, 3] + dy * affine[:, 5]
+        triangle = touching[row]
+        corner = self.affine[:, :6][triangle]                      # a (2) and the inverse (4)
+        dx, dy = grid.x0 + i * grid.dx - corner[:, 0], grid.y0 + j * grid.dy - corner[:, 1]
+        s = dx * corner[:, 2] + dy * corner[:, 4]                   # barycentric coordinates
+        t = dx * corner[:, 3] + dy * corner[:, 5]
         inside = (s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9)
-        dx, dy, value = dx[inside, None], dy[inside, None], affine[inside, 6:]
+        dx, dy, value = dx[inside, None], dy[inside, None], self.affine[triangle[inside], 6:]
         c = self.channels
         out[j[inside], i[inside]] = value[:, :c] + dx * value[:, c:2 * c] + dy * value[:, 2 * c:]
         return out
