@@ -14,8 +14,9 @@ the set's mean aligned face (:func:`rig_in_crop`), applied as the renderer does 
 adds": an AU is moved only as far as the target exceeds the source), with the landmark moves
 spread into a dense field by Gaussian weights on a coarse grid and applied with
 ``grid_sample`` on the GPU. What it leaves out of the render-time stage: per-face head pose
-(crops are aligned, so one similarity serves all), the lid and lip contour clamps and the
-mouth-cavity fill.
+(crops are aligned, so one similarity serves all), the lid and lip contour clamps, the still
+eyeballs under moving lids with the eyes' painting (animator.motion.eyes) and the
+mouth-cavity fill: what they paint, the generator learns to paint.
 """
 
 from __future__ import annotations
