@@ -102,12 +102,15 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         area_now, area_then = polygon_area(after), polygon_area(before)
         shut = (area_now < area_then - UNCOVERED_PX) * np.clip(
             (SHUT_FROM * width - area_now / width) / ((SHUT_FROM - SHUT_FULL) * width), 0, 1)
-        opened = area_now > area_then and widening(before, after) >= 0.25
+        lid_moves = (after - before) @ towards_lower_lid(before)     # frame px, + towards the lower lid
+        outwards = max(-lid_moves[CONTOUR_UPPER].min(), lid_moves[CONTOUR_LOWER].max())
+        opened = area_now > area_then and outwards >= 0.25
         # how far the upper lid came down, as a share of the eye's old opening
-        drop = float(((after - before)[CONTOUR_UPPER] @ towards_lower_lid(before)).mean())
-        closed = float(np.clip(drop * width / max(area_then, 1e-9), 0, 1))
+        closed = float(np.clip(lid_moves[CONTOUR_UPPER].mean() * width / max(area_then, 1e-9), 0, 1))
         if width >= 6 and closed > SMOOTH_FROM:
-            smooth_lid(warped, target, eye, min(1.0, (closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM)))
+            fold = np.asarray(target, np.float64)[list(UPPER_LID_SKIN[eye][0]), :2]
+            amount = min(1.0, (closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM))
+            smooth_lid(warped, after, fold, width, amount)
         if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
         pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
@@ -155,24 +158,15 @@ def towards_lower_lid(contour: np.ndarray) -> np.ndarray:
     return down
 
 
-def widening(before: np.ndarray, after: np.ndarray) -> float:
-    """How far (frame px) a lid of an eye's opening moved outwards, from its contour ``before``
-    to ``after`` (:func:`eye_contour`'s): up for the upper lid, down for the lower."""
-    moved = (after - before) @ towards_lower_lid(before)
-    return float(max(-moved[CONTOUR_UPPER].min(), moved[CONTOUR_LOWER].max()))
-
-
-def smooth_lid(warped: np.ndarray, target: np.ndarray, eye: int, amount: float) -> None:
-    """In place: the upper lid's skin between its lash band and its fold (``target``
-    landmarks, frame px), blended with its blur by ``amount`` (0-1: how far the lid came
-    down). The open lid's narrow skin, lashes and crease, stretched over the eye, would
-    streak it; a closed lid is smooth."""
+def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width: float,
+               amount: float) -> None:
+    """In place: the upper lid's skin between its lash band and its ``fold`` (the eye's moved
+    ``contour``, :func:`eye_contour`'s layout, and the fold's points, frame px; ``width``: the
+    eye's), blended with its blur by ``amount`` (0-1: how far the lid came down). The open
+    lid's narrow skin, lashes and crease, stretched over the eye, would streak it; a closed
+    lid is smooth."""
     h, w = warped.shape[:2]
-    width = eye_width(target, eye)
-    contour = eye_contour(target, eye)
-    outer, inner = EYE_CORNERS[eye]
     lash_top = contour[CONTOUR_UPPER] - LASH_BAND * width * towards_lower_lid(contour)
-    fold = np.asarray(target, np.float64)[list(UPPER_LID_SKIN[eye][0]), :2]
     skin = np.vstack([contour[0], lash_top, contour[CONTOUR_INNER], fold[::-1]])
     pad = int(np.ceil(3 * LID_SMOOTHING * width)) + 2
     x0, y0 = np.clip(np.floor(skin.min(0)).astype(int) - pad, 0, [w, h])
@@ -183,7 +177,8 @@ def smooth_lid(warped: np.ndarray, target: np.ndarray, eye: int, amount: float) 
     alpha = (amount * cv2.GaussianBlur(coverage, (0, 0), max(0.7, 0.02 * width)))[..., None]
     region = warped[y0:y1, x0:x1].astype(np.float32)
     smooth = cv2.GaussianBlur(region, (0, 0), max(1.0, LID_SMOOTHING * width))
-    warped[y0:y1, x0:x1] = np.clip(np.rint(region * (1 - alpha) + smooth * alpha), 0, 255).astype(warped.dtype)
+    blended = np.rint(region * (1 - alpha) + smooth * alpha)
+    warped[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(warped.dtype)
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
@@ -217,7 +212,7 @@ def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
     band = np.vstack([margin - (0, lift * eye_width(source, eye)) for lift in (0.0, 0.03, 0.06)])
     xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
     ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
-    return brightest(frame[ys, xs].astype(np.float32), 0.0, 0.25)
+    return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.0, 0.25)
 
 
 def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, float]:
@@ -235,19 +230,20 @@ def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, f
 def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray,
                     radius: float) -> tuple[np.ndarray, np.ndarray]:
     """The iris's and the sclera's colours (RGB float) as the source shows them: the middle
-    half, by brightness, of the iris's body (between its pupil and its rim) and the brightest quarter of the white outside it, both
-    inside the visible ``opening`` (coverage; ``distance``: each pixel's from the iris centre).
-    An eye too small to show either falls back to its darkest and brightest pixels."""
+    half, by brightness, of the iris's body (between its pupil and its rim) and the brightest
+    quarter of the white outside it, both inside the visible ``opening`` (coverage;
+    ``distance``: each pixel's from the iris centre). An eye too small to show either falls
+    back to its darkest and brightest pixels."""
     inside = opening > 0.75
     seen = local[inside] if inside.any() else local.reshape(-1, 3)
     body = local[inside & (distance > 0.45 * radius) & (distance < 0.85 * radius)]
-    iris = brightest(body, 0.25, 0.75) if len(body) >= 4 else brightest(seen, 0.0, 0.25)
+    iris = mean_by_brightness(body, 0.25, 0.75) if len(body) >= 4 else mean_by_brightness(seen, 0.0, 0.25)
     white = local[inside & (distance > 1.15 * radius)]
-    sclera = brightest(white, 0.75, 1.0) if len(white) >= 6 else brightest(seen, 0.9, 1.0)
+    sclera = mean_by_brightness(white, 0.75, 1.0) if len(white) >= 6 else mean_by_brightness(seen, 0.9, 1.0)
     return iris.astype(np.float32), sclera.astype(np.float32)
 
 
-def brightest(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def mean_by_brightness(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The mean colour of ``pixels`` (N, 3) whose brightness ranks between the fractions
     ``lo`` and ``hi`` of them (0: the darkest)."""
     order = np.argsort(pixels @ np.array([0.299, 0.587, 0.114], np.float32))
