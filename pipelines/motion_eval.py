@@ -190,11 +190,8 @@ def oracle_readback(clips: Path, detector, landmarker, estimator, rig) -> list[d
     landmarks — with all of them, and with only those inside the AUs' FACS regions."""
     from animator.estimate.geometry import MESH, umeyama  # noqa: PLC0415
     from animator.media.decode import iter_frames  # noqa: PLC0415
-    from animator.motion.eyes import paint_eyes  # noqa: PLC0415
     from animator.motion.fit import support_mask  # noqa: PLC0415
-    from animator.motion.mouth import fill_mouth  # noqa: PLC0415
-    from animator.motion.move import face_field  # noqa: PLC0415
-    from animator.motion.warp import apply_field  # noqa: PLC0415
+    from animator.motion.move import move_landmarks  # noqa: PLC0415
 
     stable, support = list(MESH.stable), support_mask(rig.template)
     n = len(rig.template)
@@ -221,10 +218,7 @@ def oracle_readback(clips: Path, detector, landmarker, estimator, rig) -> list[d
         readings = {"neutral": estimator.estimate(neutral), "expressive": estimator.estimate(expressive)}
         for name, keep in (("whole face moved", np.ones(n, bool)), ("FACS regions only", inside)):
             target = neutral[:n, :2] + (((after - before) * keep[:, None]) @ rotation / scale)[:, :2]
-            source = neutral[:n, :2].astype(np.float64)
-            field = face_field(frames[rest].shape, source, target)
-            moved = fill_mouth(paint_eyes(frames[rest], apply_field(frames[rest], field), neutral, target),
-                               source, target)
+            moved, _ = move_landmarks(frames[rest], neutral, target)
             readings[name] = read_aus(moved, detector, landmarker, estimator)
         rows += [{"clip": clip, "frames": [rest, peak], "au": au,
                   **{k: round(float(v[AU_NAMES.index(au)]), 2) for k, v in readings.items()}} for au in aus]

@@ -72,10 +72,20 @@ def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: 
     delta = added_aus(current, target)
     if not np.any(delta):
         return frame, None
-    source = np.asarray(mesh, np.float64)[: rig.template.shape[0]]
-    moved = rig.displace(source, delta)
+    return move_landmarks(frame, mesh, rig.displace(mesh, delta))
+
+
+def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray
+                   ) -> tuple[np.ndarray, MotionField | None]:
+    """``frame`` with the face whose mesh (frame px; with its iris points when it has them)
+    is ``mesh`` moved so that its first 468 landmarks land on ``moved`` (468, >= 2): the
+    field, the warp, the eyes and the mouth; and the field (None: the face is outside the
+    frame)."""
+    mesh = np.asarray(mesh, np.float64)
+    moved = np.asarray(moved, np.float64)
+    source = mesh[: len(moved)]
     field = face_field(frame.shape, source, moved)
     if field is None:
         return frame, None
-    warped = paint_eyes(frame, apply_field(frame, field), np.asarray(mesh, np.float64), moved)
+    warped = paint_eyes(frame, apply_field(frame, field), mesh, moved)
     return fill_mouth(warped, source, moved), field
