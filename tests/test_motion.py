@@ -31,6 +31,23 @@ def one_au(name: str, value: float) -> np.ndarray:
     return delta
 
 
+def read_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's face as the motion stage is fed it: its 478 landmarks and its AUs."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+
+    mesh = MeshLandmarker().landmarks(image, FaceDetector().detect(image)[0])
+    return mesh, AUEstimator.default().estimate(mesh)
+
+
+def with_au(current: np.ndarray, name: str, value: float) -> np.ndarray:
+    """``current`` AUs with one of them set to ``value``."""
+    target = current.copy()
+    target[AU_NAMES.index(name)] = value
+    return target
+
+
 def posed(points: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
     """``points`` (N, 3) turned in the image plane, scaled and moved."""
     c, s = np.cos(angle), np.sin(angle)
@@ -153,15 +170,11 @@ def test_the_field_and_the_warp_match_an_exact_evaluation_on_a_real_face(rig, mo
     keeping the unmoved pixels."""
     import cv2
 
-    from animator.estimate import AUEstimator
-    from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import MeshLandmarker
     from animator.media.decode import iter_frames
     from animator.motion import warp
 
     frame = next(iter(iter_frames(Path(__file__).resolve().parents[1] / "examples" / "single_face.mp4"))).rgb
-    mesh = MeshLandmarker().landmarks(frame, FaceDetector().detect(frame)[0])
-    current = AUEstimator.default().estimate(mesh)
+    mesh, current = read_face(frame)
     mesh = mesh[:len(rig.template)]
     for preset in ("happy", "blink"):
         moved = rig.displace(mesh, np.maximum(parse_target(preset) - current, 0))
@@ -219,16 +232,12 @@ def test_a_blink_closes_the_eyes_the_landmark_model_sees(face_image, rig):
     """On a real photo, a blink covers the eye with the lid: the landmark model re-run on the
     output finds the lids much closer than on the input, and the eye's inside (dark iris
     pixels) has gone from between them."""
-    from animator.estimate import AUEstimator
     from animator.faces.detect import FaceDetector
     from animator.faces.landmarks import MeshLandmarker
 
+    mesh, current = read_face(face_image)
+    out, _ = move_face(face_image, mesh, current, with_au(current, "AU45", 5.0), rig)
     detector, landmarker = FaceDetector(), MeshLandmarker()
-    mesh = landmarker.landmarks(face_image, detector.detect(face_image)[0])
-    current = AUEstimator.default().estimate(mesh)
-    target = current.copy()
-    target[AU_NAMES.index("AU45")] = 5.0
-    out, _ = move_face(face_image, mesh, current, target, rig)
     again = landmarker.landmarks(out, detector.detect(out)[0])
     assert eye_aperture(again) < 0.5 * eye_aperture(mesh)
     iris = np.rint(mesh[468, :2]).astype(int)  # the right iris centre: under the lid now
@@ -239,17 +248,12 @@ def test_a_raised_lid_uncovers_white_above_a_round_iris(face_image, rig):
     """On a real photo, AU05 uncovers the eyeball: where the upper lid was, the output shows
     white (brighter than the lid margin there before) beside the iris; the iris's centre does
     not move."""
-    from animator.estimate import AUEstimator
-    from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import MeshLandmarker
     from animator.motion.eyes import iris_circle, eye_width
     from animator.motion.move import added_aus
 
     photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # eyes 40 px wide
-    mesh = MeshLandmarker().landmarks(photo, FaceDetector().detect(photo)[0])
-    current = AUEstimator.default().estimate(mesh)
-    target = current.copy()
-    target[AU_NAMES.index("AU05")] = 5.0
+    mesh, current = read_face(photo)
+    target = with_au(current, "AU05", 5.0)
     out, field = move_face(photo, mesh, current, target, rig)
     moved = rig.displace(mesh, added_aus(current, target))
     luma = np.array([0.299, 0.587, 0.114])
@@ -330,15 +334,10 @@ def test_brows_and_lids_move_as_facs_says(rig):
 
 
 def test_an_opened_mouth_is_dark_inside_with_teeth_under_the_upper_lip(face_image, rig):
-    from animator.estimate import AUEstimator
-    from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import MeshLandmarker
     from animator.motion.mouth import INNER_LIPS
 
-    mesh = MeshLandmarker().landmarks(face_image, FaceDetector().detect(face_image)[0])
-    current = AUEstimator.default().estimate(mesh)
-    target = current.copy()
-    target[AU_NAMES.index("AU26")] = 5.0
+    mesh, current = read_face(face_image)
+    target = with_au(current, "AU26", 5.0)
     out, field = move_face(face_image, mesh, current, target, rig)
     assert field is not None
     moved = rig.displace(mesh, np.maximum(target - current, 0))
@@ -529,24 +528,19 @@ def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_
 def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image, rig, monkeypatch):
     """The open lid's narrow strip of skin (striped here, as lashes and mascara are), stretched
     over a closing eye, would streak the closed lid: it is smoothed as far as the lid closed."""
-    from animator.estimate import AUEstimator
-    from animator.faces.detect import FaceDetector
-    from animator.faces.landmarks import MeshLandmarker
     from animator.motion import eyes
     from animator.motion.move import added_aus
     from animator.motion.rig import UPPER_LID_SKIN
 
     photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    mesh = MeshLandmarker().landmarks(photo, FaceDetector().detect(photo)[0])
+    mesh, current = read_face(photo)
     striped = photo.copy()
     columns = (np.arange(photo.shape[1]) // 2) % 2 == 0
     for upper, (fold, _) in zip(UPPER_LIDS, UPPER_LID_SKIN):
         lid = np.zeros(photo.shape[:2], np.uint8)
         cv2.fillPoly(lid, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
         striped[(lid == 1) & columns[None, :]] //= 3
-    current = AUEstimator.default().estimate(mesh)
-    target = current.copy()
-    target[AU_NAMES.index("AU45")] = 5.0
+    target = with_au(current, "AU45", 5.0)
     moved = rig.displace(mesh, added_aus(current, target))
 
     def streaks(image: np.ndarray) -> float:
