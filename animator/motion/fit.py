@@ -14,7 +14,9 @@ smooth motion of its region that grows the AU's FACS measure (:func:`geometric_p
 the clips exercise (smiles, jaw, brows, blinks) follow the data; AUs they barely move (AU05,
 AU09, AU23 in the shipped data) keep the prior's direction. Finally each AU's unit is set so
 that the estimator reads the requested change back on resting faces (:func:`calibrate_units`):
-the rig speaks the estimator's 0-5 scale.
+the rig speaks the estimator's 0-5 scale. How far a blink closes the eye at each intensity is
+measured the same way round (:func:`fit_blink_closure`): on the clips' own frames, how closed
+the eyes are that the estimator reads at 1, 2, 3 and 4.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ BUNCHED_AREA = 0.1  # ... except between the brows, whose skin the corrugator bu
 # folds run along the face (a brow onto the lid crease), so sideways moves (brows drawn
 # together) are kept as far as the vertical pull allows
 PULL = np.array([0.1, 0.5])
+BLINK_LEVELS = (1.0, 2.0, 3.0, 4.0)  # AU45 readings at which real eyes' closure is measured ...
+BLINK_MIN_FRAMES = 3                 # ... from at least this many frames of a clip, within 0.5
 
 
 def _mouth_line(x: np.ndarray) -> np.ndarray:
@@ -139,10 +143,63 @@ def geometric_prior(template: np.ndarray, support: np.ndarray, sigma: float = PR
     return prior
 
 
-def calibrate_units(basis: np.ndarray, faces: np.ndarray, estimator, request: float = CALIBRATION_REQUEST,
-                    scales: np.ndarray = CALIBRATION_SCALES) -> np.ndarray:
+def eye_apertures(faces: np.ndarray) -> np.ndarray:
+    """(N,) each pose-normalised face's mean gap between facing upper and lower lid points."""
+    from animator.motion.rig import LOWER_LIDS, UPPER_LIDS  # noqa: PLC0415
+
+    upper, lower = [i for lid in UPPER_LIDS for i in lid], [i for lid in LOWER_LIDS for i in lid]
+    return (np.asarray(faces)[:, lower, 1] - np.asarray(faces)[:, upper, 1]).mean(1)
+
+
+def blink_closures(faces: np.ndarray, blink: np.ndarray) -> np.ndarray:
+    """(len(BLINK_LEVELS),) one clip's share of the open eye's aperture that is closed, median
+    over the frames (pose-normalised ``faces``) whose AU45 reading ``blink`` is within 0.5 of
+    each level; NaN where fewer than BLINK_MIN_FRAMES are, or no frame reads open (< 0.5),
+    whose median aperture is the open eye's."""
+    aperture, blink = eye_apertures(faces), np.asarray(blink)
+    shares = np.full(len(BLINK_LEVELS), np.nan)
+    if not (blink < 0.5).any():
+        return shares
+    closed = 1 - aperture / np.median(aperture[blink < 0.5])
+    for i, level in enumerate(BLINK_LEVELS):
+        near = np.abs(blink - level) <= 0.5
+        if near.sum() >= BLINK_MIN_FRAMES:
+            shares[i] = np.median(closed[near])
+    return shares
+
+
+def fit_blink_closure(per_clip: Sequence[np.ndarray]) -> np.ndarray:
+    """(K, 2) knots (AU45 intensity, share of the opening closed) for :class:`AURig`: (0, 0),
+    each level's median over the clips (:func:`blink_closures`) that show it, made rising, and
+    (5, 1): a blink at full intensity closes any eye."""
+    table = np.stack(per_clip)
+    seen = np.isfinite(table).any(0)
+    levels = np.asarray(BLINK_LEVELS)[seen]
+    shares = np.maximum.accumulate(np.clip(np.nanmedian(table[:, seen], axis=0), 0.0, 1.0))
+    return np.column_stack([np.r_[0.0, levels, AU_MAX], np.r_[0.0, shares, 1.0]])
+
+
+def blink_closure_held_out(per_clip: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, dict]:
+    """Per clip that shows blinks, the mean absolute error of the closure a curve fitted on
+    the other clips predicts at its levels, and that of closing i/5 of the eye at intensity i."""
+    scores = {}
+    for i, (held, name) in enumerate(zip(per_clip, names)):
+        seen = np.isfinite(held)
+        if not seen.any():
+            continue
+        knots = fit_blink_closure([c for j, c in enumerate(per_clip) if j != i])
+        levels = np.asarray(BLINK_LEVELS)[seen]
+        fitted = np.interp(levels, knots[:, 0], knots[:, 1])
+        scores[name] = {"fitted": round(float(np.abs(fitted - held[seen]).mean()), 3),
+                        "linear": round(float(np.abs(levels / AU_MAX - held[seen]).mean()), 3)}
+    return scores
+
+
+def calibrate_units(basis: np.ndarray, faces: np.ndarray, estimator, blink_closure: np.ndarray,
+                    request: float = CALIBRATION_REQUEST, scales: np.ndarray = CALIBRATION_SCALES) -> np.ndarray:
     """(17,) factors that put each AU's moves in the estimator's units: applied to resting
-    ``faces`` (N, 478, 3 frame px), ``request`` units of the scaled basis read back as about
+    ``faces`` (N, 478, 3 frame px), ``request`` units of the scaled basis (a blink also
+    closing the eye by ``blink_closure``, :class:`AURig`'s knots) read back as about
     ``request`` more (the median over faces, the factor searched in ``scales``). AUs the
     estimator does not report, or that no factor moves, keep factor 1."""
     from animator.motion.rig import AURig  # noqa: PLC0415
@@ -156,7 +213,7 @@ def calibrate_units(basis: np.ndarray, faces: np.ndarray, estimator, request: fl
         for scale in scales:
             single = np.zeros_like(basis)
             single[k] = basis[k] * scale
-            rig = AURig(estimator.template, single)
+            rig = AURig(estimator.template, single, blink_closure=blink_closure)
             moved = faces.copy()
             delta = np.zeros(N_AUS)
             delta[k] = request

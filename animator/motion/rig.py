@@ -12,10 +12,13 @@ the basis is learned from clips by :mod:`animator.motion.fit` and shipped in
 ``animator/assets/au_rig.json`` with its provenance.
 
 A blink closes each eye by its own opening: AU45 at intensity i brings the upper lids at least
-i/5 of the way down, the lid skin above them following as one sheet. Lids and lips are
-contours that meet but never cross: after the displacement an upper lid that would pass its
-lower lid stops just above it (a blink closes the eye to its lash line), and inner lips that
-would pass each other meet in the middle (a closing mouth stays closed).
+``blink_closure(i)`` of the way down to the lower lids, the lid skin above them following as
+one sheet. That curve is learned with the basis (:func:`animator.motion.fit.fit_blink_closure`):
+how far real eyes are closed when the estimator reads each intensity -- about 0.4 of the
+opening at 1 and 0.77 at 4, not i/5: a lid a third of the way down reads barely 1. Lids
+and lips are contours that meet but never cross: after the displacement an upper lid that
+would pass its lower lid stops just above it (a blink closes the eye to its lash line), and
+inner lips that would pass each other meet in the middle (a closing mouth stays closed).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ UPPER_LID_SKIN = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221
 SKIN_FOLLOWS = (0.5, 0.25)
 # a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
 CLOSED_LID_GAP = 0.012
+# (AU45 intensity, share of the opening closed) for rig files without a fitted curve
+LINEAR_BLINK = ((0.0, 0.0), (AU_MAX, 1.0))
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
 
@@ -57,12 +62,21 @@ class AURig:
     template: np.ndarray                 # (468, 3) neutral face, inter-ocular units
     basis: np.ndarray                    # (17, 468, 3) displacement per unit of each AU
     provenance: dict = field(default_factory=dict)
+    # (K, 2) knots (AU45 intensity, share of each eye's opening a blink closes), from (0, 0)
+    blink_closure: np.ndarray = field(default_factory=lambda: np.array(LINEAR_BLINK))
 
     def __post_init__(self) -> None:
         self.template = np.asarray(self.template, dtype=np.float64).reshape(N_POINTS, 3)
         self.basis = np.asarray(self.basis, dtype=np.float64).reshape(N_AUS, N_POINTS, 3)
+        self.blink_closure = np.asarray(self.blink_closure, dtype=np.float64)
         if not (np.isfinite(self.template).all() and np.isfinite(self.basis).all()):
             raise AnimatorError("AU rig: template and basis must be finite")
+        knots = self.blink_closure
+        if (knots.ndim != 2 or knots.shape[1] != 2 or len(knots) < 2 or not np.isfinite(knots).all()
+                or (np.diff(knots, axis=0) < 0).any() or knots[0, 0] != 0 or knots[0, 1] != 0
+                or knots[:, 1].max() > 1):
+            raise AnimatorError("AU rig: blink_closure must be rising (intensity, share closed) "
+                                "knots from (0, 0), shares at most 1")
 
     @classmethod
     def default(cls) -> AURig:
@@ -85,11 +99,12 @@ class AURig:
                 entry = data["aus"][name]
                 points = np.asarray(entry["points"], dtype=np.int64)
                 basis[k, points] = np.asarray(entry["displacement"], dtype=np.float64).reshape(-1, 3)
+            closure = np.asarray(data.get("blink_closure", LINEAR_BLINK), dtype=np.float64)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise AnimatorError(f"{source}: malformed AU rig ({exc!r})") from None
         if template.shape != (N_POINTS, 3):
             raise AnimatorError(f"{source}: template must be {N_POINTS} x 3, got {template.shape}")
-        return cls(template, basis, data.get("provenance", {}))
+        return cls(template, basis, data.get("provenance", {}), closure)
 
     def to_dict(self, decimals: int = 5) -> dict:
         aus = {}
@@ -98,12 +113,17 @@ class AURig:
             aus[name] = {"points": points.tolist(),
                          "displacement": np.round(self.basis[k, points], decimals).tolist()}
         return {"format": RIG_FORMAT, "provenance": self.provenance,
-                "template": np.round(self.template, decimals).tolist(), "aus": aus}
+                "template": np.round(self.template, decimals).tolist(), "aus": aus,
+                "blink_closure": np.round(self.blink_closure, 3).tolist()}
 
     def offsets(self, delta: np.ndarray) -> np.ndarray:
         """(17,) AU change -> (468, 3) displacements in the face frame."""
         delta = np.asarray(delta, dtype=np.float64).reshape(N_AUS)
         return np.tensordot(delta, self.basis, axes=1)
+
+    def closure(self, blink: float) -> float:
+        """The share of an eye's opening that AU45 at intensity ``blink`` closes."""
+        return float(np.interp(blink, self.blink_closure[:, 0], self.blink_closure[:, 1]))
 
     def displace(self, mesh: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Move one face's mesh (N >= 468, 3 in frame pixels) by the AU change ``delta``;
@@ -112,7 +132,7 @@ class AURig:
         stable = list(MESH.stable)
         scale, rotation, shift = umeyama(mesh[stable], self.template[stable])
         face = scale * mesh @ rotation.T + shift
-        moved = close_lids(face, face + self.offsets(delta), delta[BLINK] / AU_MAX)
+        moved = close_lids(face, face + self.offsets(delta), self.closure(delta[BLINK]))
         moved = keep_contours_apart(moved)
         return mesh + (moved - face) @ rotation / scale
 
@@ -120,15 +140,15 @@ class AURig:
 def close_lids(face: np.ndarray, moved: np.ndarray, fraction: float) -> np.ndarray:
     """``moved`` with each upper lid at least ``fraction`` of the way down to its lower lid
     (as ``face`` had them): a blink's intensity is how much of the eye it closes, whatever
-    the eye's own opening, so AU45 at 5 closes any eye."""
+    the eye's own opening, so a blink that closes all of it (AU45 at 5) closes any eye to its
+    lash line (:func:`keep_contours_apart`)."""
     out = moved.copy()
     fraction = float(np.clip(fraction, 0.0, 1.0))
     if fraction == 0.0:
         return out  # no blink asked: the lids go where the rig puts them (AU05 raises them)
     for upper, lower, skin in zip(UPPER_LIDS, LOWER_LIDS, UPPER_LID_SKIN):
         up, low = list(upper), list(lower)
-        closed = face[low, 1] - CLOSED_LID_GAP
-        reach = face[up, 1] + fraction * np.maximum(closed - face[up, 1], 0.0)
+        reach = face[up, 1] + fraction * np.maximum(face[low, 1] - face[up, 1], 0.0)
         blink = np.maximum(reach - out[up, 1], 0.0)
         out[up, 1] += blink
         for ring, follows in zip(skin, SKIN_FOLLOWS):
