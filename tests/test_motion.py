@@ -281,6 +281,31 @@ def test_a_blink_closes_the_eyes_the_landmark_model_sees(face_image, rig):
     assert out[iris[1], iris[0]].mean() > face_image[iris[1], iris[0]].mean() + 20
 
 
+def test_a_narrowing_slit_darkens_into_the_lash_line(face_image, rig, monkeypatch):
+    """A blink at 4 leaves a slit a few percent of the eye's width high; on real eyes read at
+    4 the lashes, pointing down, hide it. The slit is painted at least half way from what the
+    eye showed there towards the lash line's colour."""
+    from animator.motion import eyes
+    from animator.motion.move import added_aus
+
+    mesh, current = read_face(face_image)
+    target = with_au(current, "AU45", 4.0)
+    moved = rig.displace(mesh, added_aus(current, target))
+
+    def slit_brightness(image: np.ndarray, eye: int) -> float:
+        opening = eyes.eye_contour(moved, eye)
+        (x0, y0), (x1, y1) = np.floor(opening.min(0)).astype(int), np.ceil(opening.max(0)).astype(int) + 1
+        inside = eyes.polygon_coverage(opening, (x0, y0), (y1 - y0, x1 - x0)) > 0.5
+        return float((image[y0:y1, x0:x1].astype(float) @ [0.299, 0.587, 0.114])[inside].mean())
+
+    painted, _ = move_face(face_image, mesh, current, target, rig)
+    monkeypatch.setattr(eyes, "SHUT_FROM", eyes.SHUT_FULL * 1.01)  # only a shut eye painted
+    shown, _ = move_face(face_image, mesh, current, target, rig)
+    for eye in range(2):
+        lashes = float(eyes.lash_colour(face_image, mesh, eye) @ [0.299, 0.587, 0.114])
+        assert abs(slit_brightness(painted, eye) - lashes) < 0.5 * abs(slit_brightness(shown, eye) - lashes)
+
+
 def test_a_raised_lid_uncovers_white_above_a_round_iris(face_image, rig):
     """On a real photo, AU05 uncovers the eyeball: where the upper lid was, the output shows
     white (brighter than the lid margin there before) beside the iris; the iris's centre does

@@ -6,8 +6,8 @@ into a tall oval when a lid goes up — neither is how an eye looks, and the lan
 reads a stretched iris as an eye of the same openness. So inside each eye's new opening the
 field shows the eyeball where it was (:func:`hold_eyeballs`); what a raised lid uncovers —
 the top of the iris and the white around it, which the source hid under the lid — is painted
-from the eye's own iris and sclera colours, and an eye the lids shut shows its lash line
-(:func:`paint_eyes`).
+from the eye's own iris and sclera colours, and a slit the lids narrow darkens into the lash
+line, as the lashes hide it (:func:`paint_eyes`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ LID_SMOOTHING = 0.05          # blur (of the eye's width) of a closed lid's stre
 SMOOTH_FROM, SMOOTH_FULL = 0.3, 0.8  # ... from a lid this far down (of the opening) to fully
 SUPERSAMPLE = 4               # an opening's coverage of a pixel: from 4 x 4 samples
 SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.fillPoly's shift)
-SHUT_FROM, SHUT_FULL = 0.06, 0.03  # an opening this high (of the eye's width) starts to / is shut
+# a slit this high (of the eye's width) starts to darken into the lash line / is shut: the
+# lashes, pointing down as the lid closes, and their shadow hide a slit that narrow
+SHUT_FROM, SHUT_FULL = 0.12, 0.03
 UNCOVERED_PX = 0.75           # frame px^2 an opening must grow or shrink by to be painted
 OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the old lid margin (its shadow)
 LID_SHADOW = 0.3              # how much darker the eyeball is right under a lid ...
@@ -90,8 +92,8 @@ def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) ->
 def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``warped`` (``frame`` moved from landmarks ``source`` to ``target``, frame px; ``source``
     with its 10 iris points when it has 478) with what the lids' move shows painted in: the
-    eyeball a raised lid uncovered (:func:`eyeball`), the lash line of an eye the lids shut
-    (its slit would otherwise show flecks of the eye squeezed between the margins), and a
+    eyeball a raised lid uncovered (:func:`eyeball`), the lash line over a slit the lids narrow
+    (a shut eye's would otherwise show flecks of the eye squeezed between the margins), and a
     closing lid's skin smoothed (:func:`smooth_lid`).
     ``warped`` (the warp's own new frame) is painted in place and returned."""
     h, w = frame.shape[:2]
@@ -206,10 +208,11 @@ def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.
 
 def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
     """The upper lid's lash line as the source shows it: the darkest quarter of the pixels on
-    its margin and the lash band just above it (RGB float)."""
+    its margin and the lash band just above it, along the eye's normal (RGB float)."""
     h, w = frame.shape[:2]
     margin = np.asarray(source, np.float64)[list(UPPER_LIDS[eye]), :2]
-    band = np.vstack([margin - (0, lift * eye_width(source, eye)) for lift in (0.0, 0.03, 0.06)])
+    up = -towards_lower_lid(eye_contour(source, eye)) * eye_width(source, eye)
+    band = np.vstack([margin + lift * up for lift in (0.0, 0.03, 0.06)])
     xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
     ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
     return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.0, 0.25)
