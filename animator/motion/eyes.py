@@ -38,10 +38,10 @@ SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.f
 SHUT_FROM, SHUT_FULL = 0.12, 0.03
 UNCOVERED_PX = 0.75           # frame px^2 an opening must grow or shrink by to be painted
 OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the old lid margin (its shadow)
-LID_SHADOW = 0.3              # how much darker the eyeball is right under a lid ...
-SHADOW_REACH = 0.08           # ... fading over this fraction of the eye's width
+LID_SHADOW = 0.15             # how much darker the eyeball is right under a lid ...
+SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
 CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
-LIMBUS = 0.35                 # how much darker the iris's rim is than its body
+LIMBUS = 0.2                  # how much darker the iris's rim is than its body
 IRIS_FOR_EYE = 0.42           # iris radius / eye width, when the mesh has no iris points
 
 
@@ -234,7 +234,8 @@ def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray
                     radius: float) -> tuple[np.ndarray, np.ndarray]:
     """The iris's and the sclera's colours (RGB float) as the source shows them: the middle
     half, by brightness, of the iris's body (between its pupil and its rim) and the brightest
-    quarter of the white outside it, both inside the visible ``opening`` (coverage;
+    tenth of the white outside it (what a lid uncovers is lit like the best-lit white; the
+    rest is under the lids' shadow or mixed with their margins in small eyes), both inside the visible ``opening`` (coverage;
     ``distance``: each pixel's from the iris centre). An eye too small to show either falls
     back to its darkest and brightest pixels."""
     inside = opening > 0.75
@@ -242,7 +243,7 @@ def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray
     body = local[inside & (distance > 0.45 * radius) & (distance < 0.85 * radius)]
     iris = mean_by_brightness(body, 0.25, 0.75) if len(body) >= 4 else mean_by_brightness(seen, 0.0, 0.25)
     white = local[inside & (distance > 1.15 * radius)]
-    sclera = mean_by_brightness(white, 0.75, 1.0) if len(white) >= 6 else mean_by_brightness(seen, 0.9, 1.0)
+    sclera = mean_by_brightness(white if len(white) >= 6 else seen, 0.9, 1.0)
     return iris.astype(np.float32), sclera.astype(np.float32)
 
 
