@@ -587,6 +587,38 @@ def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_
     assert row["FACS regions only"] >= 1.5
 
 
+def test_a_closed_lid_is_lit_like_the_skin_above_its_crease(face_image, rig, monkeypatch):
+    """The strip of lid between lashes and fold lies in the fold's shadow (darkened here); a
+    closing lid unfolds the skin the fold hid, which is lit like the skin above the crease:
+    the closed lid comes out at least a fifth lighter than the shadowed strip stretched."""
+    from animator.motion import eyes
+    from animator.motion.move import added_aus
+    from animator.motion.rig import UPPER_LID_SKIN
+
+    mesh, current = read_face(face_image)
+    shadowed = face_image.copy()
+    for upper, (fold, _) in zip(UPPER_LIDS, UPPER_LID_SKIN):
+        strip = np.zeros(face_image.shape[:2], np.uint8)
+        cv2.fillPoly(strip, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
+        shadowed[strip == 1] //= 2
+    target = with_au(current, "AU45", 5.0)
+    moved = rig.displace(mesh, added_aus(current, target))
+
+    def lid_brightness(image: np.ndarray) -> float:
+        values = []
+        for eye, (fold, _) in enumerate(UPPER_LID_SKIN):
+            lid = np.zeros(face_image.shape[:2], np.uint8)
+            lash_top = moved[list(UPPER_LIDS[eye]), :2] - (0, 2 * eyes.LASH_BAND * eyes.eye_width(moved, eye))
+            cv2.fillPoly(lid, [np.rint(np.vstack([lash_top, moved[list(fold)[::-1], :2]])).astype(np.int32)], 1)
+            values.append((image.astype(float) @ [0.299, 0.587, 0.114])[lid == 1].mean())
+        return float(np.mean(values))
+
+    lit, _ = move_face(shadowed, mesh, current, target, rig)
+    monkeypatch.setattr(eyes, "LID_TONE_GAIN", 1.0)
+    dark, _ = move_face(shadowed, mesh, current, target, rig)
+    assert lid_brightness(lit) > 1.2 * lid_brightness(dark)
+
+
 def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image, rig, monkeypatch):
     """The open lid's narrow strip of skin (striped here, as lashes and mascara are), stretched
     over a closing eye, would streak the closed lid: it is smoothed as far as the lid closed."""

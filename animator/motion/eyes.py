@@ -31,6 +31,8 @@ CONTOUR_UPPER, CONTOUR_INNER, CONTOUR_LOWER = slice(1, _LID + 1), _LID + 1, slic
 LASH_BAND = 0.06
 LID_SMOOTHING = 0.05          # blur (of the eye's width) of a closed lid's stretched skin, ...
 SMOOTH_FROM, SMOOTH_FULL = 0.3, 0.8  # ... from a lid this far down (of the opening) to fully
+LID_TONE_GAIN = 1.4           # a closed lid is lit up to this much towards the skin above its crease
+LID_TONE_FEATHER = 0.08       # ... fading out over this fraction of the eye's width
 SUPERSAMPLE = 4               # an opening's coverage of a pixel: from 4 x 4 samples
 SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.fillPoly's shift)
 # a slit this high (of the eye's width) starts to darken into the lash line / is shut: the
@@ -112,7 +114,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         if width >= 6 and closed > SMOOTH_FROM:
             fold = np.asarray(target, np.float64)[list(UPPER_LID_SKIN[eye][0]), :2]
             amount = min(1.0, (closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM))
-            smooth_lid(warped, after, fold, width, amount)
+            smooth_lid(warped, after, fold, width, amount, lid_skin_colour(frame, source, eye))
         if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
         pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
@@ -161,12 +163,14 @@ def towards_lower_lid(contour: np.ndarray) -> np.ndarray:
 
 
 def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width: float,
-               amount: float) -> None:
+               amount: float, tone: np.ndarray) -> None:
     """In place: the upper lid's skin between its lash band and its ``fold`` (the eye's moved
     ``contour``, :func:`eye_contour`'s layout, and the fold's points, frame px; ``width``: the
-    eye's), blended with its blur by ``amount`` (0-1: how far the lid came down). The open
-    lid's narrow skin, lashes and crease, stretched over the eye, would streak it; a closed
-    lid is smooth."""
+    eye's), blended with its blur by ``amount`` (0-1: how far the lid came down) and lit by
+    as much towards the brightness of ``tone`` (RGB, :func:`lid_skin_colour`). The open lid's
+    narrow skin, lashes and crease, stretched over the eye, would streak it, and that strip
+    lies in the fold's shadow; a closed lid is smooth, its skin unfolded from under the fold
+    and lit like the skin above the crease."""
     h, w = warped.shape[:2]
     lash_top = contour[CONTOUR_UPPER] - LASH_BAND * width * towards_lower_lid(contour)
     skin = np.vstack([contour[0], lash_top, contour[CONTOUR_INNER], fold[::-1]])
@@ -179,8 +183,14 @@ def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width:
     alpha = (amount * cv2.GaussianBlur(coverage, (0, 0), max(0.7, 0.02 * width)))[..., None]
     region = warped[y0:y1, x0:x1].astype(np.float32)
     smooth = cv2.GaussianBlur(region, (0, 0), max(1.0, LID_SMOOTHING * width))
-    blended = np.rint(region * (1 - alpha) + smooth * alpha)
-    warped[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(warped.dtype)
+    blended = region * (1 - alpha) + smooth * alpha
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    inside = coverage > 0.5
+    if inside.any():
+        gain = np.clip(float(tone @ luma) / max(float(smooth[inside].mean(0) @ luma), 1.0), 1.0, LID_TONE_GAIN)
+        feather = cv2.GaussianBlur(coverage, (0, 0), max(1.0, LID_TONE_FEATHER * width))
+        blended *= (1 + (gain - 1) * amount * feather)[..., None]
+    warped[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(warped.dtype)
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
@@ -216,6 +226,18 @@ def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
     xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
     ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
     return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.0, 0.25)
+
+
+def lid_skin_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
+    """The lid's skin above its crease as the source shows it (RGB float): the middle half, by
+    brightness, of the pixels on and just above the crease points."""
+    h, w = frame.shape[:2]
+    crease = np.asarray(source, np.float64)[list(UPPER_LID_SKIN[eye][1]), :2]
+    up = -towards_lower_lid(eye_contour(source, eye)) * eye_width(source, eye)
+    band = np.vstack([crease + lift * up for lift in (0.0, 0.05, 0.1)])
+    xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
+    return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.25, 0.75)
 
 
 def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, float]:
