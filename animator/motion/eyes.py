@@ -257,9 +257,9 @@ def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray
     """The iris's and the sclera's colours (RGB float) as the source shows them: the middle
     half, by brightness, of the iris's body (between its pupil and its rim) and the brightest
     tenth of the white outside it (what a lid uncovers is lit like the best-lit white; the
-    rest is under the lids' shadow or mixed with their margins in small eyes), both inside the visible ``opening`` (coverage;
-    ``distance``: each pixel's from the iris centre). An eye too small to show either falls
-    back to its darkest and brightest pixels."""
+    rest is under the lids' shadow or mixed with their margins in small eyes), both inside
+    the visible ``opening`` (coverage; ``distance``: each pixel's from the iris centre). An
+    eye too small to show either falls back to its darkest and brightest pixels."""
     inside = opening > 0.75
     seen = local[inside] if inside.any() else local.reshape(-1, 3)
     body = local[inside & (distance > 0.45 * radius) & (distance < 0.85 * radius)]
