@@ -236,12 +236,44 @@ def test_the_mouth_splits_at_its_midline_and_a_closing_lid_keeps_its_lash_band(r
     np.testing.assert_array_equal(sources, targets)
     closed = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 5.0))[:, :2]
     sources, targets = opening_nodes(face, closed)
-    # per closing lid point: a lash node above the margin, carried down with it
-    assert len(sources) == 2 * len(UPPER_LIDS[0]) + 9
-    for eye, upper in enumerate(UPPER_LIDS):
-        lashes = slice(eye * len(upper), (eye + 1) * len(upper))
+    # per closing lid point a lash node above the margin, carried down with it; per lower lid
+    # point of a closing eye a guard node just below it, moving with it
+    n = len(UPPER_LIDS[0])
+    assert len(sources) == 4 * n + 9
+    for eye, (upper, lower) in enumerate(zip(UPPER_LIDS, LOWER_LIDS)):
+        lashes, guards = slice(2 * eye * n, (2 * eye + 1) * n), slice((2 * eye + 1) * n, (2 * eye + 2) * n)
         np.testing.assert_allclose(targets[lashes] - sources[lashes], closed[list(upper)] - face[list(upper)])
         assert (sources[lashes, 1] < face[list(upper), 1]).all()
+        np.testing.assert_allclose(targets[guards] - sources[guards], closed[list(lower)] - face[list(lower)])
+        assert (sources[guards, 1] > face[list(lower), 1]).all()
+
+
+def test_skin_under_a_closing_eyes_lower_lid_does_not_show_the_eye(shared_dir, rig):
+    """A closed upper lid lies on the lower one; triangles of the field reaching from it (its
+    offsets point up into the eye) across the lower lid would show bits of iris and white in
+    the skin below. On d0's narrow, side-looking eyes that was 47 pixels; the guard nodes
+    under a closing eye's lower lid keep it to stray ones."""
+    import av
+
+    from animator.motion.eyes import eye_contour, eye_width
+    from animator.motion.move import added_aus
+
+    with av.open(str(shared_dir / "datasets" / "expression-clips" / "d0.mp4")) as video:
+        frame = next(f for i, f in enumerate(video.decode(video=0)) if i == 11).to_ndarray(format="rgb24")
+    mesh, current = read_face(frame)
+    moved = rig.displace(mesh, added_aus(current, with_au(current, "AU45", 5.0)))
+    field = face_field(frame.shape, mesh[:468], moved)
+    x0, y0, x1, y1 = field.box
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    sx = np.clip(np.rint(xs + field.offsets[..., 0]).astype(int), 0, frame.shape[1] - 1)
+    sy = np.clip(np.rint(ys + field.offsets[..., 1]).astype(int), 0, frame.shape[0] - 1)
+    for eye, lower in enumerate(LOWER_LIDS):
+        old_opening = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(old_opening, [np.rint(eye_contour(mesh, eye)).astype(np.int32)], 1)
+        lid = moved[list(lower), :2][np.argsort(moved[list(lower), 0])]
+        lid_y = np.interp(xs, lid[:, 0], lid[:, 1], left=np.inf, right=np.inf)
+        under = (ys > lid_y + 1) & (ys < lid_y + 0.3 * eye_width(moved, eye))
+        assert (under & (old_opening[sy, sx] == 1)).sum() <= 2
 
 
 def test_lids_slide_over_an_eyeball_that_stays(rig):

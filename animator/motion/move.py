@@ -18,6 +18,7 @@ from animator.motion.warp import MotionField, apply_field, motion_field
 EYES = tuple(upper + lower for upper, lower in zip(UPPER_LIDS, LOWER_LIDS))
 
 CLOSING = 0.5  # frame pixels an upper lid must come down for its lash band to be kept
+LOWER_GUARD = 0.03  # ... and how far below a closing eye's lower lid (of its width) its guard nodes sit
 
 
 def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,17 +28,27 @@ def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, n
     The mouth gets the midpoints between facing inner-lip points, so a widened opening is
     stretched from its own two edges rather than across a zigzag of triangles. An upper lid
     point that comes down gets a lash node above it, carried down with it, so the margin keeps
-    its thickness and only the lid skin above stretches. (The eye's inside is not stretched
-    at all: :func:`animator.motion.eyes.hold_eyeballs`.)"""
+    its thickness and only the lid skin above stretches. The lower lid of a closing eye (its
+    upper lid comes down on average) gets a guard node just below each point, moving with
+    it, so no triangle reaches from the closed upper lid (its offsets point up into the eye)
+    across the lower lid into the skin below, which would show bits of the eye there. (The
+    eye's inside is not stretched at all: :func:`animator.motion.eyes.hold_eyeballs`.)"""
     sources, targets = [], []
     for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
-        su, sl, tu = (points[list(index)] for points, index in ((source, upper), (source, lower), (target, upper)))
+        su, sl, tu, tl = (points[list(index)] for points, index in
+                          ((source, upper), (source, lower), (target, upper), (target, lower)))
         down = sl - su
         down /= np.maximum(np.linalg.norm(down, axis=1, keepdims=True), 1e-9)
-        closing = ((tu - su) * down).sum(1) > CLOSING
-        lash = su[closing] - LASH_BAND * np.linalg.norm(su[0] - su[-1]) * down[closing]
+        width = np.linalg.norm(su[0] - su[-1])
+        comes_down = ((tu - su) * down).sum(1)
+        closing = comes_down > CLOSING
+        lash = su[closing] - LASH_BAND * width * down[closing]
         sources.append(lash)
         targets.append(lash + tu[closing] - su[closing])
+        if comes_down.mean() > CLOSING:
+            guard = sl + LOWER_GUARD * width * down
+            sources.append(guard)
+            targets.append(guard + tl - sl)
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     sources.append((source[up] + source[low]) / 2)
     targets.append((target[up] + target[low]) / 2)
