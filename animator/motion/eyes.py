@@ -44,6 +44,7 @@ LID_SHADOW = 0.15             # how much darker the eyeball is right under a lid
 SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
 CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
 LIMBUS = 0.2                  # how much darker the iris's rim is than its body
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # brightness of an RGB colour (Rec. 601)
 IRIS_FOR_EYE = 0.42           # iris radius / eye width, when the mesh has no iris points
 
 
@@ -184,10 +185,9 @@ def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width:
     region = warped[y0:y1, x0:x1].astype(np.float32)
     smooth = cv2.GaussianBlur(region, (0, 0), max(1.0, LID_SMOOTHING * width))
     blended = region * (1 - alpha) + smooth * alpha
-    luma = np.array([0.299, 0.587, 0.114], np.float32)
     inside = coverage > 0.5
     if inside.any():
-        gain = np.clip(float(tone @ luma) / max(float(smooth[inside].mean(0) @ luma), 1.0), 1.0, LID_TONE_GAIN)
+        gain = np.clip(float(tone @ LUMA) / max(float(smooth[inside].mean(0) @ LUMA), 1.0), 1.0, LID_TONE_GAIN)
         feather = cv2.GaussianBlur(coverage, (0, 0), max(1.0, LID_TONE_FEATHER * width))
         blended *= (1 + (gain - 1) * amount * feather)[..., None]
     warped[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(warped.dtype)
@@ -218,26 +218,28 @@ def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.
 
 def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
     """The upper lid's lash line as the source shows it: the darkest quarter of the pixels on
-    its margin and the lash band just above it, along the eye's normal (RGB float)."""
-    h, w = frame.shape[:2]
-    margin = np.asarray(source, np.float64)[list(UPPER_LIDS[eye]), :2]
-    up = -towards_lower_lid(eye_contour(source, eye)) * eye_width(source, eye)
-    band = np.vstack([margin + lift * up for lift in (0.0, 0.03, 0.06)])
-    xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
-    return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.0, 0.25)
+    its margin and the lash band just above it (RGB float)."""
+    return colour_above(frame, source, eye, UPPER_LIDS[eye], (0.0, 0.03, 0.06), 0.0, 0.25)
 
 
 def lid_skin_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
     """The lid's skin above its crease as the source shows it (RGB float): the middle half, by
     brightness, of the pixels on and just above the crease points."""
+    return colour_above(frame, source, eye, UPPER_LID_SKIN[eye][1], (0.0, 0.05, 0.1), 0.25, 0.75)
+
+
+def colour_above(frame: np.ndarray, source: np.ndarray, eye: int, points: tuple[int, ...],
+                 lifts: tuple[float, ...], lo: float, hi: float) -> np.ndarray:
+    """:func:`mean_by_brightness` (``lo``-``hi``) of the frame's pixels at the mesh ``points``
+    of ``source`` (frame px) and at each of ``lifts`` (of the eye's width) above them, along
+    the eye's normal (a rolled head's lids are not level)."""
     h, w = frame.shape[:2]
-    crease = np.asarray(source, np.float64)[list(UPPER_LID_SKIN[eye][1]), :2]
+    base = np.asarray(source, np.float64)[list(points), :2]
     up = -towards_lower_lid(eye_contour(source, eye)) * eye_width(source, eye)
-    band = np.vstack([crease + lift * up for lift in (0.0, 0.05, 0.1)])
+    band = np.vstack([base + lift * up for lift in lifts])
     xs = np.clip(np.rint(band[:, 0]).astype(int), 0, w - 1)
     ys = np.clip(np.rint(band[:, 1]).astype(int), 0, h - 1)
-    return mean_by_brightness(frame[ys, xs].astype(np.float32), 0.25, 0.75)
+    return mean_by_brightness(frame[ys, xs].astype(np.float32), lo, hi)
 
 
 def iris_circle(mesh: np.ndarray, eye: int, width: float) -> tuple[np.ndarray, float]:
@@ -272,6 +274,6 @@ def eyeball_colours(local: np.ndarray, opening: np.ndarray, distance: np.ndarray
 def mean_by_brightness(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The mean colour of ``pixels`` (N, 3) whose brightness ranks between the fractions
     ``lo`` and ``hi`` of them (0: the darkest)."""
-    order = np.argsort(pixels @ np.array([0.299, 0.587, 0.114], np.float32))
+    order = np.argsort(pixels @ LUMA)
     n = len(order)
     return pixels[order[min(int(lo * n), n - 1):max(int(hi * n), int(lo * n) + 1)]].mean(0)
