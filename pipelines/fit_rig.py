@@ -36,7 +36,8 @@ RESTING_FRAMES = 5
 
 
 def load_clip(video: Path, estimator: AUEstimator, cache: Path | None) -> Clip:
-    """The clip's pose-normalised meshes and smoothed AU readings (cached per file content)."""
+    """The clip's pose-normalised meshes and AU readings, each frame's own and smoothed (the
+    meshes cached per file content)."""
     digest = hashlib.sha256(video.read_bytes()).hexdigest()[:16]
     cached = cache / f"{video.stem}-{digest}.npz" if cache else None
     if cached and cached.exists():
@@ -52,9 +53,10 @@ def load_clip(video: Path, estimator: AUEstimator, cache: Path | None) -> Clip:
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cached, meshes=meshes, times=times)
-    aus = smooth_au_series(times, estimator.estimate(meshes))
+    readings = estimator.estimate(meshes)
+    aus = smooth_au_series(times, readings)
     faces = normalise_pose(meshes[:, : len(estimator.template)], estimator.template)
-    return Clip(video.stem, faces.astype(np.float32), aus.astype(np.float64), meshes)
+    return Clip(video.stem, faces.astype(np.float32), aus.astype(np.float64), meshes, readings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         best = max(RIDGES, key=lambda r: np.mean(list(held_out[r].values())))
         basis = fit_rig_basis(clips, template, support, best, prior)
         resting = np.concatenate([clip.resting(RESTING_FRAMES) for clip in clips])
-        # blinks are a few frames long: their closure is read from each frame's own AU45
-        closures = [blink_closures(c.faces, estimator.estimate(c.landmarks)[:, BLINK]) for c in clips]
+        closures = [blink_closures(c.faces, c.readings[:, BLINK]) for c in clips]
         blink_closure = fit_blink_closure(closures)
         units = calibrate_units(basis, resting, estimator, blink_closure)
         basis = unfold(basis * units[:, None, None], template, support)

@@ -97,12 +97,14 @@ def support_mask(template: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Clip:
-    """One person's frames: pose-normalised landmarks (N, P, 3) and AU readings (N, 17)."""
+    """One person's frames: pose-normalised landmarks (N, P, 3) and AU readings (N, 17),
+    smoothed in time as the renderer smooths an actor's."""
 
     name: str
     faces: np.ndarray
     aus: np.ndarray
     landmarks: np.ndarray | None = None  # (N, 478, 3) frame px, as the estimator reads them
+    readings: np.ndarray | None = None   # (N, 17) each frame's own reading (a blink is a few frames)
 
     def resting(self, count: int) -> np.ndarray:
         """The ``count`` frames' landmarks whose AU readings sum lowest (the most neutral)."""
