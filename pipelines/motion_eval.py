@@ -10,7 +10,12 @@ edited to its own AUs with that one AU set to 4 (``animator morph``'s path: the 
 the shipped generator, pasted back at full resolution), then the edited photo is read again by
 the estimator. Prints JSON: per AU and motion mode, the fraction of faces reading >= 2 and the
 median reading; ``rig landmarks`` reads the rig's target landmarks themselves (no picture), so
-a gap between it and ``warp`` is the landmark model not re-finding the motion on the photo.
+a gap between it and ``warp`` is the landmark model not re-finding the motion on the photo;
+``warp, region re-found`` reads the landmarks found on the ``warp`` edit with those inside the
+requested AU's FACS region (the rig's support) put where the rig moved them: whether what the
+estimator misses is that region's motion or the rest of the face; ``motion_found`` is, per AU,
+the median over faces of how much of the rig's move of that region the landmark model finds
+on the ``warp`` edit (the found moves projected on the rig's, in the face frame; 1: all).
 ``--sheet`` writes a contact sheet: faces x presets, each as today's edit (motion none) and
 the new ones (warp+generator, warp). ``--extra`` adds photos (e.g. frames of clips) to the
 sheet only. ``--identity`` (the SFace model, :mod:`pipelines.identity`) adds, per preset and
@@ -44,6 +49,8 @@ READS_AS = 2.0
 SHEET_TARGETS = ("happy", "surprise", "anger", "blink", "AU26=4")
 SHEET_FACES = 6
 RIG_LANDMARKS = "rig landmarks"  # the rig's targets read directly: the warp's ceiling
+REFOUND = "warp, region re-found"  # the warp's found landmarks, the AU's region at the rig's targets
+MOVES_AT_LEAST = 0.02  # inter-ocular units: the rig's moves that motion_found compares
 IDENTITY_MODES = ("none", "warp")  # the paper's generator alone against the default
 TILE = 176
 # (clip, neutral frame, expressive frame, AUs it shows): frames picked by eye (tests/test_estimate.py)
@@ -88,18 +95,43 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
     return None if mesh is None else estimator.estimate(mesh)
 
 
-def rig_readings(mesh: np.ndarray, current: np.ndarray, targets: np.ndarray, rig, estimator) -> np.ndarray:
-    """(N,) the estimator's reading of each tested AU on the rig's target landmarks themselves
-    (no picture), the face moved from its ``current`` AUs as the motion stage moves it: what
-    the read-back would be if the landmark model re-found every moved landmark exactly on the
-    edited photo."""
+def rig_targets(mesh: np.ndarray, current: np.ndarray, targets: np.ndarray, rig) -> np.ndarray:
+    """(N, 478, 3): ``mesh`` moved from its ``current`` AUs to each of ``targets`` (N, 17) as
+    the motion stage moves it (its iris points as they were)."""
     from animator.motion.move import added_aus  # noqa: PLC0415
 
-    moved = np.repeat(mesh[None], len(targets), axis=0)
+    moved = np.repeat(np.asarray(mesh, np.float64)[None], len(targets), axis=0)
     for i, target in enumerate(targets):
         moved[i, : len(rig.template)] = rig.displace(mesh, added_aus(current, target))
-    readings = estimator.estimate(moved)
-    return np.array([readings[i, AU_NAMES.index(au)] for i, au in enumerate(TESTED)])
+    return moved
+
+
+def motion_found(source: np.ndarray, moved: np.ndarray, found: np.ndarray, region: np.ndarray,
+                 template: np.ndarray) -> float:
+    """The share of the rig's move of the ``region`` landmarks (``source`` -> ``moved``) that the
+    landmark model found on the edit (``found``): the found moves projected on the rig's, in the
+    face frame, over the points the rig moves by at least :data:`MOVES_AT_LEAST`."""
+    from animator.estimate.geometry import normalise_pose  # noqa: PLC0415
+
+    n = len(template)
+    before, after, seen = normalise_pose(np.stack([source[:n], moved[:n], found[:n]]), template)[..., :2]
+    asked, got = (after - before)[region], (seen - before)[region]
+    keep = np.linalg.norm(asked, axis=1) > MOVES_AT_LEAST
+    return float((got[keep] * asked[keep]).sum() / max((asked[keep] ** 2).sum(), 1e-12))
+
+
+def with_region_refound(found: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``found`` (478, 3; landmarks found on an edit) with the ``region`` (468,) bool landmarks
+    at ``target``'s, after fitting ``found`` onto ``target`` on the points expressions barely
+    move (the landmark model's own placement of the head is not at issue)."""
+    from animator.estimate.geometry import MESH, umeyama  # noqa: PLC0415
+
+    stable = list(MESH.stable)
+    scale, rotation, shift = umeyama(found[stable, :2].astype(np.float64), target[stable, :2])
+    out = np.asarray(found, np.float64).copy()
+    out[:, :2] = scale * out[:, :2] @ rotation.T + shift
+    out[: len(region)][region] = target[: len(region)][region]
+    return out
 
 
 def edit(image: np.ndarray, targets: np.ndarray, editor, rig) -> list[np.ndarray]:
@@ -141,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from animator.estimate import AUEstimator  # noqa: PLC0415
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
     from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
+    from animator.motion.fit import support_mask  # noqa: PLC0415
     from animator.motion.rig import AURig  # noqa: PLC0415
     from pipelines.render import _load_editor  # noqa: PLC0415
 
@@ -151,24 +184,36 @@ def main(argv: list[str] | None = None) -> int:
         # --motion mode -> (editor, rig)
         modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
         faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
-        readings = {mode: {au: [] for au in TESTED} for mode in (*modes, RIG_LANDMARKS)}
+        regions = support_mask(rig.template)
+        readings = {mode: {au: [] for au in TESTED} for mode in (*modes, RIG_LANDMARKS, REFOUND)}
+        found_share = {au: [] for au in TESTED}
         for _, image in faces:
             mesh = read_mesh(image, detector, landmarker)
             base = estimator.estimate(mesh)
             targets = np.repeat(base[None], len(TESTED), axis=0)
             for i, au in enumerate(TESTED):
                 targets[i, AU_NAMES.index(au)] = REQUEST
-            for au, value in zip(TESTED, rig_readings(mesh, base, targets, rig, estimator)):
-                readings[RIG_LANDMARKS][au].append(float(value))
+            moved = rig_targets(mesh, base, targets, rig)
+            for i, au in enumerate(TESTED):
+                readings[RIG_LANDMARKS][au].append(float(estimator.estimate(moved[i])[AU_NAMES.index(au)]))
             for mode, (mode_editor, mode_rig) in modes.items():
-                for au, edited in zip(TESTED, edit(image, targets, mode_editor, mode_rig)):
-                    got = read_aus(edited, detector, landmarker, estimator)
-                    readings[mode][au].append(float(got[AU_NAMES.index(au)]) if got is not None else 0.0)
+                for i, (au, edited) in enumerate(zip(TESTED, edit(image, targets, mode_editor, mode_rig))):
+                    k = AU_NAMES.index(au)
+                    found = read_mesh(edited, detector, landmarker)
+                    readings[mode][au].append(float(estimator.estimate(found)[k]) if found is not None else 0.0)
+                    if mode == "warp" and found is not None:
+                        refound = with_region_refound(found, moved[i], regions[k])
+                        readings[REFOUND][au].append(float(estimator.estimate(refound)[k]))
+                        found_share[au].append(motion_found(mesh, moved[i], found, regions[k],
+                                                            estimator.template))
+                    elif mode == "warp":
+                        readings[REFOUND][au].append(0.0)
         report = {"faces": len(faces), "request": REQUEST, "reads_as": READS_AS,
                   "source": str(args.utkface.name), "per_au": {
                       mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
                                   "median": round(float(np.median(v)), 2)} for au, v in per.items()}
-                      for mode, per in readings.items()}}
+                      for mode, per in readings.items()},
+                  "motion_found": {au: round(float(np.median(v)), 2) for au, v in found_share.items() if v}}
         if args.oracle:
             report["oracle"] = oracle_readback(args.oracle, detector, landmarker, estimator, rig)
         if args.identity:

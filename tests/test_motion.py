@@ -620,6 +620,73 @@ def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_
     assert row["FACS regions only"] >= 1.5
 
 
+def test_a_region_re_found_is_put_on_the_rigs_targets_after_fitting_the_head():
+    """``motion_eval``'s ``warp, region re-found``: the landmarks found on an edit, fitted onto
+    the rig's targets by a similarity (the landmark model's placement of the head is not at
+    issue), with the requested AU's region at the targets; the rest stays where it was found."""
+    from pipelines.motion_eval import with_region_refound
+
+    rig_ = AURig.default()
+    target = np.zeros((478, 3))
+    target[:468] = rig_.template * 120 + 250
+    angle = np.radians(4.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    found = target.copy()
+    found[:, :2] = 1.07 * target[:, :2] @ rotation.T + [3.0, -5.0]
+    region = REGIONS["brows"](rig_.template[:, 0], rig_.template[:, 1])
+    lowered = np.zeros(468, bool)
+    lowered[np.setdiff1d(np.flatnonzero(~region), MESH.stable)[:20]] = True
+    found[:468][lowered, 1] += 9.0  # found elsewhere than the target, outside the region
+    out = with_region_refound(found, target, region)[:468]
+    np.testing.assert_array_equal(out[region], target[:468][region])
+    rest = ~region & ~lowered
+    np.testing.assert_allclose(out[rest, :2], target[:468][rest, :2], atol=1e-6)
+    np.testing.assert_allclose(out[lowered, 1] - target[:468][lowered, 1], 9.0 * 1.0 / 1.07, rtol=0.01)
+
+
+def test_motion_found_is_the_share_of_the_rigs_move_the_landmarks_show(rig):
+    """``motion_eval``'s ``motion_found``: landmarks found half-way to the rig's targets inside
+    the region score 0.5, whatever the head's placement; all the way, 1; not at all, 0."""
+    from pipelines.motion_eval import motion_found
+
+    source = np.zeros((478, 3))
+    source[:468] = rig.template * 110 + 240
+    k = AU_NAMES.index("AU04")
+    region = np.abs(rig.basis[k]).sum(1) > 0
+    moved = source.copy()
+    moved[:468] = rig.displace(source, one_au("AU04", 4.0))
+    angle = np.radians(-3.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    for share in (0.0, 0.5, 1.0):
+        found = source + share * (moved - source)
+        found[:, :2] = 0.9 * found[:, :2] @ rotation.T + [-4.0, 6.0]
+        found[:, 2] *= 0.9  # the landmark model's depth scales with the face
+        assert motion_found(source, moved, found, region, rig.template) == pytest.approx(share, abs=0.02)
+
+
+def test_the_brow_aus_read_back_once_their_region_is_re_found(face_image, rig):
+    """What the read-back of the brow AUs lacks is inside their own FACS region: on the photo
+    edited to AU01, AU02 or AU04 at 4, the landmarks found with that AU's region put where the
+    rig moved it read the AU within 0.5 of the rig's own targets, and at least 2."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.motion.fit import support_mask
+    from pipelines.motion_eval import read_mesh, rig_targets, with_region_refound
+
+    detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
+    mesh, current = read_face(face_image)
+    regions = support_mask(rig.template)
+    for name in ("AU01", "AU02", "AU04"):
+        k = AU_NAMES.index(name)
+        target = with_au(current, name, 4.0)
+        (moved,) = rig_targets(mesh, current, target[None], rig)
+        edited, _ = move_face(face_image, mesh, current, target, rig)
+        refound = with_region_refound(read_mesh(edited, detector, landmarker), moved, regions[k])
+        reading, ceiling = estimator.estimate(refound)[k], estimator.estimate(moved)[k]
+        assert reading >= 2.0 and abs(reading - ceiling) < 0.5, (name, reading, ceiling)
+
+
 def test_a_closed_lid_is_lit_like_the_skin_above_its_crease(face_image, rig, monkeypatch):
     """The strip of lid between lashes and fold lies in the fold's shadow (darkened here); a
     closing lid unfolds the skin the fold hid, which is lit like the skin above the crease:
