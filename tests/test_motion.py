@@ -427,20 +427,58 @@ def test_brows_and_lids_move_as_facs_says(rig):
     assert (widened[[145, 374], 1] > face[[145, 374], 1] + 1).all()   # lower lids a little down
 
 
-def test_an_opened_mouth_is_dark_inside_with_teeth_under_the_upper_lip(face_image, rig):
-    from animator.motion.mouth import INNER_LIPS
+def luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
+
+def test_a_closed_mouth_opened_shows_a_row_of_teeth_and_a_dark_inside(face_image, rig):
+    """A closed mouth (the photo's inner lips put together) dropped open at 5: under the upper
+    lip's middle a row of teeth, with a darker gap between the front teeth and fading into the
+    dark towards the corners (not copying the lip's contour down the opening's sides); the
+    lower middle of the opening is dark."""
+    from animator.motion.mouth import MOUTH_CORNERS, fill_mouth
+    from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+
+    mesh, _ = read_face(face_image)
+    closed = mesh[:468, :2].copy()
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    closed[up] = closed[low] = (closed[up] + closed[low]) / 2
+    opened = rig.displace(np.column_stack([closed, mesh[:468, 2]]), one_au("AU26", 5.0))[:, :2]
+    out = luma(fill_mouth(face_image.copy(), closed, opened))
+    top, bottom = opened[13], opened[14]
+    along = opened[MOUTH_CORNERS[1]] - opened[MOUTH_CORNERS[0]]
+    half = 0.5 * float(np.linalg.norm(opened[308] - opened[78])) * along / np.linalg.norm(along)
+
+    def at(point: np.ndarray) -> float:  # bilinear
+        return float(cv2.getRectSubPix(out, (1, 1), (float(point[0]), float(point[1])))[0, 0])
+
+    width = float(np.linalg.norm(along))
+    teeth = top + (bottom - top) / np.linalg.norm(bottom - top) * 0.06 * width  # half-way down the row
+    row = np.array([at(teeth + f * half) for f in np.linspace(-0.3, 0.3, 25)])  # across the front teeth
+    inside = at(top + (bottom - top) * 0.6)
+    assert np.median(row) > inside + 60                     # teeth, not cavity
+    assert row[11:14].min() < np.median(row) - 5            # the gap between the front teeth
+    side = opened[78] + 0.5 * (opened[95] - opened[78]) + 0.15 * half
+    assert at(side) < np.median(row) - 60                   # no teeth down the opening's side
+
+
+def test_an_open_mouth_opened_further_keeps_its_own_teeth_and_tears_between_them(face_image, rig):
+    """The photo's smile shows its upper teeth. Dropped open at 5, they move with the upper lip
+    (the same pixels under the lip's middle), the middle of the opening is a dark, even cavity
+    (the teeth are not stretched into streaks down it)."""
     mesh, current = read_face(face_image)
     target = with_au(current, "AU26", 5.0)
-    out, field = move_face(face_image, mesh, current, target, rig)
-    assert field is not None
+    out, _ = move_face(face_image, mesh, current, target, rig)
     moved = rig.displace(mesh, np.maximum(target - current, 0))
-    lips = moved[list(INNER_LIPS), :2]
-    top, bottom = moved[13, :2], moved[14, :2]
-    assert bottom[1] - top[1] > mesh[14, 1] - mesh[13, 1] + 5  # the mouth opened
-    below_teeth = np.rint(top + (bottom - top) * 0.85).astype(int)
-    assert out[below_teeth[1], below_teeth[0]].mean() < 0.6 * face_image[below_teeth[1], below_teeth[0]].mean()
-    assert lips.shape == (len(INNER_LIPS), 2)
+    before, after = luma(face_image), luma(out)
+    tooth = mesh[13, :2] + 0.15 * (mesh[14, :2] - mesh[13, :2])  # the source's front teeth
+    carried = np.rint(tooth + moved[13, :2] - mesh[13, :2]).astype(int)
+    source_tooth = before[int(round(tooth[1])) - 1:int(round(tooth[1])) + 2, int(round(tooth[0])) - 1:int(round(tooth[0])) + 2]
+    edited_tooth = after[carried[1] - 1:carried[1] + 2, carried[0] - 1:carried[0] + 2]
+    assert source_tooth.mean() > 150 and abs(edited_tooth.mean() - source_tooth.mean()) < 25
+    column = [np.rint(moved[13, :2] + f * (moved[14, :2] - moved[13, :2])).astype(int) for f in np.linspace(0.35, 0.65, 9)]
+    values = np.array([after[y, x] for x, y in column])
+    assert values.max() < 90 and values.std() < 12
 
 
 def synthetic_clips(basis: np.ndarray, template: np.ndarray, rng) -> list[Clip]:

@@ -2,15 +2,33 @@
 
 A warp can only stretch what the source shows: where the jaw drops further than in the source,
 the opened inner-lip region would be filled with stretched lip skin. This paints it as a mouth
-instead — a dark cavity, shaded deeper towards its middle, with the upper teeth showing under
-the upper lip once the lips part wide — in proportion to how much of the opening is new (a
-mouth already open in the source keeps its own inside). The generator then refines it.
+instead, in proportion to how much of the opening is new (a mouth already open in the source
+keeps its own inside), in the mouth's own frame (:class:`MouthFrame`, so it turns with the
+head):
+
+- a dark cavity in the lips' hue, deeper towards its middle;
+- the upper teeth once the lips part: a row rooted along the upper lip's middle part, longest
+  in the middle (the biting edge is an arc, not a copy of the lip's contour, which drops
+  steeply at the corners), off-white lit like the lips, with faint gaps between the teeth, in
+  the upper lip's shadow at the top and fading into the dark of the cheeks towards the
+  corners (the buccal corridor);
+- once the jaw drops wide, a shorter row of lower teeth in shadow along the lower lip's bowl,
+  and the tongue resting behind them.
+
+Compared, by looking, with the real open mouths of the expression clips (d9, d3): a band of
+teeth that copied the lip's contour drew a grey mouthguard with steep sides, and a bare black
+cavity read as a hole rather than a mouth.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+
+from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 
 # The inner-lip contour (MediaPipe mesh), right corner -> upper lip -> left corner -> lower lip.
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
@@ -18,13 +36,34 @@ UPPER_INNER = INNER_LIPS[:11]
 MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
-OPENS_FULLY = 0.08           # an opening grown by this fraction of the mouth width is all new
-CAVITY_SHADE = 0.22          # cavity colour as a fraction of the lips' colour
+TEARS_FROM = 1.0             # frame px a facing pair of inner-lip points must part beyond the source's
+MOSTLY_TORN = 0.5            # a kept inside is painted over fully once this share of the opening tore
+KEPT_PIXELS = 4              # the source's inside kept beside the torn part: judged from this many px,
+KEPT_SHARE = 0.75            # ... by its bright part (teeth show among dark gaps and corners) ...
+TEETH_SHOWN = (0.9, 1.1)     # ... kept, for its teeth, from this brightness against the lips' (from, fully)
+CAVITY_SHADE = 0.3           # cavity colour as a fraction of the lips' colour (half in its middle)
 TEETH_FROM = 0.02            # lips' opening (fraction of mouth width) where teeth start to show
 TEETH_FULL = 0.08            # ... and are fully visible
 TEETH_HEIGHT = 0.1           # the upper teeth's visible height, fraction of the mouth width ...
 TEETH_SHARE = 0.6            # ... and at most this fraction of the opening
 TEETH_OPACITY = 0.85
+TEETH_SPAN = (0.45, 0.85)    # |u| where the upper row fades into the cheeks' dark (from, to)
+ROOT_SPAN = 0.7              # |u| of the upper lip's middle part, where the upper row is rooted
+EDGE_CURVE = 0.35            # the side teeth show this much shorter than the middle ones
+# Gaps between the teeth, at |u| (incisors, lateral incisors, canines, first premolars seen
+# from the front), their width (same unit) and how much darker they are.
+UPPER_GAPS = (0.0, 0.34, 0.6, 0.84)
+LOWER_GAPS = (0.0, 0.2, 0.4, 0.62)
+GAP_WIDTH = 0.025
+GAP_SHADE = 0.12
+LIP_SHADOW = 0.35            # the upper lip's shadow on the top third of the upper teeth
+LOWER_FROM = 0.2             # opening (fraction of mouth width) where lower teeth and tongue start ...
+LOWER_FULL = 0.4             # ... and are fully visible
+LOWER_TEETH = (0.5, 0.75, (0.2, 0.45))  # lower row: height (share of the upper's), brightness, span
+# ``u`` sampled for the profiles along the mouth (contours, rows of teeth), looked up per pixel
+U_GRID = np.linspace(-1.5, 1.5, 601)
+TONGUE = (0.7, 0.45, 0.6)    # tongue: half-width (|u|), height (share of the opening), colour
+                             # (share of the lips')
 
 
 def polygon_area(points: np.ndarray) -> float:
@@ -33,71 +72,195 @@ def polygon_area(points: np.ndarray) -> float:
     return 0.5 * abs(float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0]))
 
 
+def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Field nodes for the inside of the mouth (source, target; each (K, 2) frame px) and the
+    part of the opening they tear open (a polygon (M, 2), target frame px).
+
+    Between each facing pair of inner-lip points sits a node at their midpoint. Where the pair
+    parts further than in the source (by :data:`TEARS_FROM`), the mouth tears there instead of
+    stretching: the node splits in two, one moving with the upper lip and one with the lower,
+    so what the source shows inside its lips (teeth, the tongue, a dark gap) keeps its shape,
+    carried by its own lip; between the two lies the torn part, which :func:`fill_mouth`
+    paints. (Stretched, a smile's teeth drew long grey streaks down an opened mouth.)"""
+    source, target = np.asarray(source, np.float64)[:, :2], np.asarray(target, np.float64)[:, :2]
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    middle = (source[up] + source[low]) / 2
+    with_upper, with_lower = middle + target[up] - source[up], middle + target[low] - source[low]
+    corners = target[list(MOUTH_CORNERS)]
+    along = (corners[1] - corners[0]) / max(float(np.linalg.norm(corners[1] - corners[0])), 1e-9)
+    across = np.array([-along[1], along[0]])  # towards the chin
+    tears = (with_lower - with_upper) @ across > TEARS_FROM
+    midway = (with_upper + with_lower) / 2
+    top, bottom = np.where(tears[:, None], with_upper, midway), np.where(tears[:, None], with_lower, midway)
+    sources, targets = np.vstack([middle, middle[tears]]), np.vstack([top, with_lower[tears]])
+    torn = np.vstack([target[INNER_LIPS[0]], top, target[INNER_LIPS[len(UPPER_INNER) - 1]], bottom[::-1]])
+    return sources, targets, torn
+
+
 def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``frame`` (already warped from landmarks ``source`` to ``target``, frame px) with the newly
-    opened part of the mouth painted as a mouth; a copy, or ``frame`` itself if nothing opened."""
-    lips_src = np.asarray(source, np.float64)[list(INNER_LIPS), :2]
-    lips_tgt = np.asarray(target, np.float64)[list(INNER_LIPS), :2]
-    width = float(np.linalg.norm(np.subtract(*np.asarray(target)[list(MOUTH_CORNERS), :2])))
-    if width < 4:
-        return frame
-    # openings as mean heights (area / mouth width): a smile widens the lips' sliver, not this.
-    # Painted: how far the opening grew (against the mouth's width), times the share of the
-    # opening that is new (the warp stretches a source's own open mouth over the rest).
-    opening, before = polygon_area(lips_tgt) / width, polygon_area(lips_src) / width
-    new = np.clip((opening - before) / (OPENS_FULLY * width), 0, 1) * np.clip(1 - before / max(opening, 1e-6), 0, 1)
-    if new <= 0.02:
+    """``frame`` (the warp's own new frame, moved from landmarks ``source`` to ``target``, frame
+    px) with the mouth the warp tore open (:func:`mouth_nodes`) painted, in place, as the inside
+    of a mouth; returned.
+
+    The torn part is always painted. What the tear kept of the source's inside beside it stays
+    when it shows teeth (brighter than the lips); a dark inside (lips parted on the dark of the
+    mouth) is painted over with the rest, teeth included, since teeth sit behind the lips
+    whatever the source showed, as far as the tear is most of the opening. Both blend in
+    gradually, so a talking mouth does not flicker."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    _, _, torn = mouth_nodes(source, target)
+    lips_tgt = target[list(INNER_LIPS), :2]
+    width = float(np.linalg.norm(np.subtract(*target[list(MOUTH_CORNERS), :2])))
+    torn_area, opening_area = polygon_area(torn), polygon_area(lips_tgt)
+    if width < 4 or torn_area < 1.0:
         return frame
     h, w = frame.shape[:2]
-    pad = int(np.ceil(0.1 * width)) + 2
-    x0, y0 = np.clip(np.floor(lips_tgt.min(0)).astype(int) - pad, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(lips_tgt.max(0)).astype(int) + pad, 0, [w, h])
+    x0, y0 = np.clip(np.floor(lips_tgt.min(0)).astype(int) - 1, 0, [w, h])  # the paint stays inside the lips
+    x1, y1 = np.clip(np.ceil(lips_tgt.max(0)).astype(int) + 2, 0, [w, h])
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
-    local = (lips_tgt - (x0, y0)).astype(np.float32)
-    alpha, depth = _cavity(local, (y1 - y0, x1 - x0), width)
+    box = (y1 - y0, x1 - x0)
     region = frame[y0:y1, x0:x1].astype(np.float32)
     lips = frame[np.clip(np.rint(target[list(LIP_POINTS), 1]).astype(int), 0, h - 1),
-                 np.clip(np.rint(target[list(LIP_POINTS), 0]).astype(int), 0, w - 1)]
-    cavity = lips.astype(np.float32).mean(0) * CAVITY_SHADE * (1.0 - 0.5 * depth[..., None])
-    paint = cavity
-    show_teeth = np.clip((opening / width - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1)
-    if show_teeth > 0:
-        height = min(TEETH_HEIGHT * width, TEETH_SHARE * opening)
-        teeth_alpha, teeth_colour = _upper_teeth(local, region.shape[:2], width, height, lips)
-        t = (show_teeth * teeth_alpha)[..., None]
-        paint = cavity * (1 - t) + teeth_colour * t
-    a = (new * alpha)[..., None]
-    out = frame.copy()
-    out[y0:y1, x0:x1] = np.clip(np.rint(region * (1 - a) + paint * a), 0, 255).astype(np.uint8)
-    return out
+                 np.clip(np.rint(target[list(LIP_POINTS), 0]).astype(int), 0, w - 1)].astype(np.float32).mean(0)
+    opening_alpha, torn_alpha = _feathered(lips_tgt - (x0, y0), box, width), _feathered(torn - (x0, y0), box, width)
+    # how far the kept inside is painted over (and teeth painted in it): as far as the opening tore ...
+    over_kept = float(np.clip(torn_area / max(opening_area, 1.0) / MOSTLY_TORN, 0, 1))
+    kept = (opening_alpha > 0.5) & (torn_alpha < 0.5)
+    if over_kept > 0 and kept.sum() >= KEPT_PIXELS:  # ... unless it shows teeth, brighter than the lips
+        luma = cv2.cvtColor(np.vstack([region[kept], lips[None]])[None], cv2.COLOR_RGB2GRAY)[0]
+        rank = int(KEPT_SHARE * (len(luma) - 2))
+        brightness = float(np.partition(luma[:-1], rank)[rank]) / max(float(luma[-1]), 1.0)
+        over_kept *= 1 - float(np.clip((brightness - TEETH_SHOWN[0]) / (TEETH_SHOWN[1] - TEETH_SHOWN[0]), 0, 1))
+    alpha = torn_alpha + (opening_alpha - torn_alpha) * over_kept
+    mouth = MouthFrame.of(lips_tgt - (x0, y0), target[list(MOUTH_CORNERS), :2] - (x0, y0), box)
+    # the opening as a mean height (area / mouth width): a smile widens the lips' sliver, not this
+    paint = _inside(mouth, _depth(lips_tgt - (x0, y0), box), lips, width, opening_area / width, teeth=over_kept)
+    blended = region + (paint - region) * alpha[..., None]
+    frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return frame
 
 
-def _cavity(polygon: np.ndarray, shape: tuple[int, int], width: float) -> tuple[np.ndarray, np.ndarray]:
-    """Feathered inside-the-lips mask and depth (0 at the lips, 1 in the middle)."""
+@dataclass
+class MouthFrame:
+    """Every pixel of a box in the mouth's frame: ``u`` along the line through the mouth's
+    corners from its middle, in units of half the inner lips' extent along it (``at``: its
+    index in :data:`U_GRID`, for profiles along the mouth); ``v`` across it, in pixels towards
+    the chin; ``upper`` and ``lower`` the inner lips' ``v`` at the pixel's ``u``; ``top`` that
+    of a straight line through the upper lip's middle part, where the upper teeth are rooted
+    (the lower ones and the tongue follow the lower lip's bowl); ``gap`` the opening in the
+    middle, in pixels."""
+
+    u: np.ndarray
+    at: np.ndarray
+    v: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    top: np.ndarray
+    gap: float
+
+    @classmethod
+    def of(cls, lips: np.ndarray, corners: np.ndarray, shape: tuple[int, int]) -> MouthFrame:
+        """``lips``: the inner-lip contour (:data:`INNER_LIPS` order), ``corners`` the outer
+        mouth corners (:data:`MOUTH_CORNERS`), in box pixels. The axis runs through the outer
+        corners, which a jaw drop barely moves (the inner corners follow the lower lip)."""
+        right, left = corners
+        middle = (left + right) / 2
+        along = (left - right) / max(float(np.linalg.norm(left - right)), 1.0)
+        across = np.array([-along[1], along[0]])  # towards the chin
+        half = max(float(np.ptp(lips @ along)) / 2, 1.0)
+        xs = (np.arange(shape[1], dtype=np.float32) - np.float32(middle[0]))[None, :]
+        ys = (np.arange(shape[0], dtype=np.float32) - np.float32(middle[1]))[:, None]
+        u = xs * np.float32(along[0] / half) + ys * np.float32(along[1] / half)
+        v = xs * np.float32(across[0]) + ys * np.float32(across[1])
+        step = U_GRID[1] - U_GRID[0]
+        at = np.clip(np.rint((u - U_GRID[0]) / step), 0, len(U_GRID) - 1).astype(np.intp)
+        lip_u, lip_v = (lips - middle) @ along / half, (lips - middle) @ across
+        upper, lower = list(range(len(UPPER_INNER))), list(range(len(UPPER_INNER) - 1, len(lips))) + [0]
+
+        def contour(points: list[int]) -> np.ndarray:
+            order = np.argsort(lip_u[points])
+            return np.interp(U_GRID, lip_u[points][order], lip_v[points][order]).astype(np.float32)
+
+        # the upper lip's middle part as a straight line (a mouth opened unevenly tilts it)
+        middle_part = [i for i in upper if abs(lip_u[i]) < ROOT_SPAN] or upper
+        pu, pv = lip_u[middle_part], lip_v[middle_part]
+        slope = float(((pu - pu.mean()) * (pv - pv.mean())).sum() / max(((pu - pu.mean()) ** 2).sum(), 1e-9))
+        offset = float(pv.mean() - slope * pu.mean())
+        below = contour(lower)
+        gap = float(below[len(U_GRID) // 2]) - offset
+        return cls(u, at, v, contour(upper)[at], below[at], offset + np.float32(slope) * u, max(gap, 1.0))
+
+
+def _inside(mouth: MouthFrame, depth: np.ndarray, lips: np.ndarray, width: float, opening: float,
+            teeth: float) -> np.ndarray:
+    """(h, w, 3) the inside of the mouth: cavity, tongue, lower and upper teeth (``teeth``: how
+    much of their length to paint)."""
+    paint = lips * CAVITY_SHADE * (1.0 - 0.5 * depth[..., None])
+    soft = max(1.0, 0.02 * width)
+    lower = float(np.clip((opening / width - LOWER_FROM) / (LOWER_FULL - LOWER_FROM), 0, 1))
+    if lower > 0:  # the tongue: an oval resting on the floor of the mouth, behind the lower teeth
+        height = TONGUE[1] * mouth.gap
+        oval = 1 - (mouth.u / TONGUE[0]) ** 2 - ((mouth.v - (mouth.lower - height)) / height) ** 2
+        tongue = lower * np.clip(2 * oval, 0, 1) * (mouth.v < mouth.lower)
+        tongue = cv2.GaussianBlur(tongue.astype(np.float32), (0, 0), 2 * soft)[..., None]  # no edge
+        paint = paint + (lips * TONGUE[2] * (1.0 - 0.3 * depth[..., None]) - paint) * tongue
+    upper_h = teeth * min(TEETH_HEIGHT * width, TEETH_SHARE * opening)
+    show = float(np.clip((opening / width - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1))
+    if show <= 0 or upper_h < 0.5:
+        return paint
+    level = min(210.0, 1.2 * float(lips.max()))  # as bright as the lips' brightest channel, capped
+    white = level * np.array([1.0, 0.95, 0.85], np.float32)
+    if lower > 0:  # standing on the lower lip, measured upwards from it
+        above_lip = mouth.lower - mouth.v
+        alpha, shade = _teeth(above_lip, above_lip, LOWER_TEETH[0] * upper_h, mouth.at,
+                              _row_profile(LOWER_GAPS, LOWER_TEETH[2]), soft, lip_shadow=0.0)
+        paint = paint + (white * (LOWER_TEETH[1] * shade) - paint) * (lower * TEETH_OPACITY * alpha)
+    alpha, shade = _teeth(mouth.v - mouth.upper, mouth.v - mouth.top, upper_h, mouth.at,
+                          _row_profile(UPPER_GAPS, TEETH_SPAN), soft, lip_shadow=LIP_SHADOW)
+    return paint + (white * shade - paint) * (show * TEETH_OPACITY * alpha)
+
+
+def _teeth(past_lip: np.ndarray, from_root: np.ndarray, height: float, at: np.ndarray,
+           profile: tuple[np.ndarray, np.ndarray], soft: float, lip_shadow: float) -> tuple[np.ndarray, np.ndarray]:
+    """A row of teeth ``height`` pixels long in the middle, rooted where the lip's middle is:
+    (h, w, 1) coverage and shade. ``past_lip``: how far a pixel lies past the lip (into the
+    mouth) at its own ``u``; ``from_root``: how far past the lip's middle; ``at``: the pixels'
+    ``u`` in :data:`U_GRID`; ``profile``: :func:`_row_profile`. The biting edge is an arc (the
+    side teeth shorter); the lip hides more of the row towards the corners, where it fades
+    into the cheeks' dark; gaps between the teeth are darker, and so is the top of the row
+    under the lip's shadow. The edges ramp over ``soft`` pixels."""
+    reach, shade = profile
+    inside = np.minimum(np.minimum(past_lip, reach[at] * height - from_root) / soft + 0.5, 1.0)
+    shadow = 1 - lip_shadow * np.clip(1 - past_lip / max(height / 3, 1.0), 0, 1)
+    return np.maximum(inside, 0.0)[..., None], (shade[at] * shadow)[..., None]
+
+
+@functools.cache
+def _row_profile(gaps: tuple[float, ...], span: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A row of teeth along :data:`U_GRID`: how far it reaches (a share of its middle's; zero
+    where it has faded into the cheeks) and its shade, darker in the gaps between the teeth
+    and towards the corners."""
+    u = U_GRID
+    sides = 1 - np.clip((np.abs(u) - span[0]) / (span[1] - span[0]), 0, 1)
+    reach = (1 - EDGE_CURVE * np.clip(u, -1, 1) ** 2) * sides
+    centres = np.array([side * g for g in gaps for side in ((1.0,) if g == 0 else (1.0, -1.0))])
+    between = np.exp(-(((u[:, None] - centres[None]) / GAP_WIDTH) ** 2)).max(1)
+    shade = (1 - GAP_SHADE * between) * (1 - 0.45 * np.clip(np.abs(u), 0, 1) ** 2)
+    return reach.astype(np.float32), shade.astype(np.float32)
+
+
+def _feathered(polygon: np.ndarray, shape: tuple[int, int], width: float) -> np.ndarray:
+    """(h, w) the polygon's inside, feathered inwards over 2 % of the mouth's width."""
     mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(mask, [np.rint(polygon * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-    inside = cv2.distanceTransform((mask > 127).astype(np.uint8), cv2.DIST_L2, 3)
-    depth = np.clip(inside / max(float(inside.max()), 1.0), 0, 1)
-    feather = max(0.6, 0.02 * width)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), feather)
-    return alpha * (mask > 0), depth
-
-
-def _upper_teeth(polygon: np.ndarray, shape: tuple[int, int], width: float, height: float,
-                 lips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A soft band of upper teeth hanging from the upper inner lip, lit like the lips."""
-    upper = polygon[: len(UPPER_INNER)]
-    lower_edge = upper + (0, height)
-    band = np.vstack([upper, lower_edge[::-1]])
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.rint(band * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
     alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.02 * width))
-    # off-white in the mouth's shade: as bright as the lips' brightest channel, a little warm,
-    # darker towards the corners where the cheeks shade them
-    level = min(215.0, 1.3 * float(lips.astype(np.float32).max(1).mean()))
-    x = np.arange(shape[1], dtype=np.float32)
-    centre, half = (upper[0, 0] + upper[-1, 0]) / 2, max(abs(upper[-1, 0] - upper[0, 0]) / 2, 1.0)
-    shade = 1.0 - 0.45 * np.clip(np.abs(x - centre) / half, 0, 1) ** 2
-    teeth = level * np.array([1.0, 0.93, 0.8], np.float32)[None, None] * shade[None, :, None]
-    return TEETH_OPACITY * alpha, np.broadcast_to(teeth, shape + (3,)).astype(np.float32)
+    return alpha * (mask > 0)
+
+
+def _depth(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) how deep in the opening each pixel is: 0 at the lips, 1 in the middle."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.rint(polygon * 4).astype(np.int32)], 1, shift=2)
+    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    return np.clip(inside / max(float(inside.max()), 1.0), 0, 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes
-from animator.motion.mouth import fill_mouth
-from animator.motion.rig import LOWER_INNER_LIP, LOWER_LIDS, UPPER_INNER_LIP, UPPER_LIDS, AURig
+from animator.motion.mouth import fill_mouth, mouth_nodes
+from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig
 from animator.motion.warp import MotionField, apply_field, motion_field
 
 # each eye's lids: where the field is evaluated at every pixel (a blink's contours meet)
@@ -25,8 +25,9 @@ def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, n
     """Extra field nodes (source, target; each (K, 2) frame px) for the openings between facing
     contours, which the mesh leaves empty.
 
-    The mouth gets the midpoints between facing inner-lip points, so a widened opening is
-    stretched from its own two edges rather than across a zigzag of triangles. An upper lid
+    The mouth gets nodes between facing inner-lip points (:func:`animator.motion.mouth.mouth_nodes`:
+    a widened opening tears between its lips, each carrying what the source shows inside
+    it, rather than stretching across a zigzag of triangles). An upper lid
     point that comes down gets a lash node above it, carried down with it, so the margin keeps
     its thickness and only the lid skin above stretches. The lower lid of a closing eye (its
     upper lid comes down on average) gets a guard node just below each point, moving with
@@ -49,10 +50,8 @@ def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, n
             guard = sl + LOWER_GUARD * width * down
             sources.append(guard)
             targets.append(guard + tl - sl)
-    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
-    sources.append((source[up] + source[low]) / 2)
-    targets.append((target[up] + target[low]) / 2)
-    return np.vstack(sources), np.vstack(targets)
+    mouth_sources, mouth_targets, _ = mouth_nodes(source, target)
+    return np.vstack(sources + [mouth_sources]), np.vstack(targets + [mouth_targets])
 
 
 def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray) -> MotionField | None:
