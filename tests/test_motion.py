@@ -431,14 +431,18 @@ def luma(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def test_a_closed_mouth_opened_shows_a_row_of_teeth_and_a_dark_inside(face_image, rig):
+@pytest.mark.parametrize("roll", [0.0, 30.0])
+def test_a_closed_mouth_opened_shows_a_row_of_teeth_and_a_dark_inside(face_image, rig, roll):
     """A closed mouth (the photo's inner lips put together) dropped open at 5: under the upper
     lip's middle a row of teeth, with a darker gap between the front teeth and fading into the
     dark towards the corners (not copying the lip's contour down the opening's sides); the
-    lower middle of the opening is dark."""
+    lower middle of the opening is dark. The same with the head rolled: the paint turns with
+    the mouth."""
     from animator.motion.mouth import MOUTH_CORNERS, fill_mouth
     from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 
+    turn = cv2.getRotationMatrix2D((face_image.shape[1] / 2, face_image.shape[0] / 2), roll, 1.0)
+    face_image = cv2.warpAffine(face_image, turn, face_image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
     mesh, _ = read_face(face_image)
     closed = mesh[:468, :2].copy()
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
