@@ -1,10 +1,10 @@
 """The inside of a mouth the warp opened wider than the source's.
 
 A warp can only stretch what the source shows: where the jaw drops further than in the source,
-the opened inner-lip region would be filled with stretched lip skin. This paints it as a mouth
-instead, in proportion to how much of the opening is new (a mouth already open in the source
-keeps its own inside), in the mouth's own frame (:class:`MouthFrame`, so it turns with the
-head):
+the opening would be filled with stretched lip skin, or a smile's teeth stretched into streaks.
+So an opening mouth tears between its lips (:func:`mouth_nodes`): what the source shows inside
+them goes with its own lip, and the torn part is painted as a mouth (:func:`fill_mouth`), in
+the mouth's own frame (:class:`MouthFrame`, so it turns with the head):
 
 - a dark cavity in the lips' hue, deeper towards its middle;
 - the upper teeth once the lips part: a row rooted along the upper lip's middle part, longest
