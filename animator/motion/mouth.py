@@ -59,7 +59,7 @@ GAP_SHADE = 0.12
 LIP_SHADOW = 0.35            # the upper lip's shadow on the top third of the upper teeth
 LOWER_FROM = 0.2             # opening (fraction of mouth width) where lower teeth and tongue start ...
 LOWER_FULL = 0.4             # ... and are fully visible
-LOWER_TEETH = (0.5, 0.75, (0.2, 0.45))  # lower row: height (share of the upper's), brightness, span
+LOWER_TEETH = (0.5, 0.65, (0.15, 0.4))  # lower row: height (share of the upper's), brightness, span
 # ``u`` sampled for the profiles along the mouth (contours, rows of teeth), looked up per pixel
 U_GRID = np.linspace(-1.5, 1.5, 601)
 TONGUE = (0.7, 0.45, 0.6)    # tongue: half-width (|u|), height (share of the opening), colour
