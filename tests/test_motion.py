@@ -113,6 +113,29 @@ def test_a_blink_closes_the_lids_without_crossing_them(rig):
         assert drop.mean() == pytest.approx(rig.closure(strength) * gap.mean(), rel=0.05)
 
 
+def test_the_lids_skin_stretches_at_most_half_again_under_the_brows(rig):
+    """A fold that lies right under the brow (a narrowed or wide-open eye): blinking at 5, the
+    lid still closes, but its skin rings end at most 1.5x as far below the brow's lower edge as
+    they were (pulled further, they dragged the brow's hair over the lid); raising the brows at
+    4, the rings go up with them as far as that takes (the fold lifts with the brow, AU1+2)."""
+    from animator.motion.rig import BROW_STRETCH, LOWER_BROWS, UPPER_LID_SKIN, below_brow
+
+    face = rig.template.copy()
+    for brow, skin in zip(LOWER_BROWS, UPPER_LID_SKIN):  # the brows come down onto the fold
+        gap = below_brow(face, list(skin[1]), brow).min()
+        face[list(brow), 1] += gap - 0.02
+    face = posed(face, 0.0, 80.0, (300.0, 200.0))
+    for delta in (one_au("AU45", 5.0), one_au("AU01", 4.0) + one_au("AU02", 4.0)):
+        moved = rig.displace(face, delta)
+        for brow, skin in zip(LOWER_BROWS, UPPER_LID_SKIN):
+            for ring in skin:
+                before, after = below_brow(face, list(ring), brow), below_brow(moved, list(ring), brow)
+                assert (after <= BROW_STRETCH * np.maximum(before, 0) + 1e-6).all()
+    closed = rig.displace(face, one_au("AU45", 5.0))
+    aperture = lambda m: (m[list(LOWER_LIDS[0]), 1] - m[list(UPPER_LIDS[0]), 1]).mean()  # noqa: E731
+    assert aperture(closed) < 0.25 * aperture(face)
+
+
 def test_the_rigs_blink_closes_what_real_blinks_read_so_close():
     """Blinks read at 1-4 in the clips close ~0.4-0.8 of the eye, not i/5: the shipped curve is
     fitted to that, and a curve fitted on clips that close the eye as sqrt(i/5) recovers it

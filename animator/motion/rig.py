@@ -47,6 +47,10 @@ LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 
 UPPER_LID_SKIN = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
                   ((467, 260, 259, 257, 258, 286, 414), (342, 445, 444, 443, 442, 441, 413)))
 SKIN_FOLLOWS = (0.5, 0.25)
+# Each brow's lower edge, in the face frame's x order, and how much the skin between it and the
+# lid's rings may stretch (keep_lid_skin_under_brows)
+LOWER_BROWS = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276))
+BROW_STRETCH = 1.5
 # a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
 CLOSED_LID_GAP = 0.012
 # (AU45 intensity, share of the opening closed) for rig files without a fitted curve
@@ -133,7 +137,7 @@ class AURig:
         scale, rotation, shift = umeyama(mesh[stable], self.template[stable])
         face = scale * mesh @ rotation.T + shift
         moved = close_lids(face, face + self.offsets(delta), self.closure(delta[BLINK]))
-        moved = keep_contours_apart(moved)
+        moved = keep_contours_apart(keep_lid_skin_under_brows(face, moved))
         return mesh + (moved - face) @ rotation / scale
 
 
@@ -154,6 +158,28 @@ def close_lids(face: np.ndarray, moved: np.ndarray, fraction: float) -> np.ndarr
         for ring, follows in zip(skin, SKIN_FOLLOWS):
             out[list(ring), 1] += follows * blink
     return out
+
+
+def keep_lid_skin_under_brows(face: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """``moved`` with each upper lid's skin rings at most :data:`BROW_STRETCH` times as far below
+    the brow's lower edge as ``face`` had them: the skin between brow and lid fold stretches
+    no further. A narrowed or wide-open eye's fold lies right under the brow; pulled down by a
+    blink, or left behind by a raised brow, the rings would stretch the brow's hair and
+    shadow over the lid (dark smears on d3's and d6's eyes, raised and blinking); instead the
+    fold goes up with the brow, as FACS describes for AU1+2, and the lid below stretches."""
+    out = moved.copy()
+    for skin, brow in zip(UPPER_LID_SKIN, LOWER_BROWS):
+        rings = [point for ring in skin for point in ring]
+        limit = BROW_STRETCH * np.maximum(below_brow(face, rings, brow), 0.0)
+        out[rings, 1] -= np.maximum(below_brow(out, rings, brow) - limit, 0.0)
+    return out
+
+
+def below_brow(face: np.ndarray, points: list[int], brow: tuple[int, ...]) -> np.ndarray:
+    """How far (face frame, y down) each of ``points`` lies below the brow's lower edge ``brow``
+    (:data:`LOWER_BROWS`, in x order)."""
+    edge = face[list(brow)]
+    return face[points, 1] - np.interp(face[points, 0], edge[:, 0], edge[:, 1])
 
 
 def keep_contours_apart(face: np.ndarray) -> np.ndarray:
