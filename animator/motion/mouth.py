@@ -76,15 +76,22 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     """Field nodes for the inside of the mouth (source, target; each (K, 2) frame px) and the
     part of the opening they tear open (a polygon (M, 2), target frame px).
 
-    Between each facing pair of inner-lip points sits a node at their midpoint. Where the pair
+    Between each facing pair of inner-lip points sits a node: at their midpoint, or, in a wide
+    open mouth, a row of upper teeth (:data:`TEETH_HEIGHT`) below the upper lip. Where the pair
     parts further than in the source (by :data:`TEARS_FROM`), the mouth tears there instead of
     stretching: the node splits in two, one moving with the upper lip and one with the lower,
-    so what the source shows inside its lips (teeth, the tongue, a dark gap) keeps its shape,
-    carried by its own lip; between the two lies the torn part, which :func:`fill_mouth`
-    paints. (Stretched, a smile's teeth drew long grey streaks down an opened mouth.)"""
+    so what the source shows inside its lips keeps its shape, carried by its own lip (the upper
+    teeth by the upper lip; the tongue and lower teeth by the jaw); between the two lies the
+    torn part, which :func:`fill_mouth` paints. (Stretched, a smile's teeth drew long grey
+    streaks down an opened mouth; split at the middle, a wide open mouth's tongue tore in two.)"""
     source, target = np.asarray(source, np.float64)[:, :2], np.asarray(target, np.float64)[:, :2]
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
-    middle = (source[up] + source[low]) / 2
+    # the upper lip carries at most a row of upper teeth; below them (the tongue, the lower
+    # teeth) the inside sits on the jaw
+    teeth = TEETH_HEIGHT * float(np.linalg.norm(np.subtract(*source[list(MOUTH_CORNERS)])))
+    gap = np.linalg.norm(source[low] - source[up], axis=1)
+    share = np.minimum(0.5, teeth / np.maximum(gap, 1e-9))[:, None]
+    middle = source[up] + share * (source[low] - source[up])
     with_upper, with_lower = middle + target[up] - source[up], middle + target[low] - source[low]
     corners = target[list(MOUTH_CORNERS)]
     along = (corners[1] - corners[0]) / max(float(np.linalg.norm(corners[1] - corners[0])), 1e-9)
