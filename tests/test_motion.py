@@ -489,6 +489,28 @@ def test_a_closed_mouth_opened_shows_a_row_of_teeth_and_a_dark_inside(face_image
     assert at(side) < np.median(row) - 60                   # no teeth down the opening's side
 
 
+def test_a_wide_open_mouth_tears_under_its_upper_teeth(rig):
+    """Opened further, a mouth already open wider than a row of upper teeth tears that row's
+    height below the upper lip (the tongue and lower teeth go with the jaw); a narrow opening
+    tears at its middle."""
+    from animator.motion.mouth import MOUTH_CORNERS, TEETH_HEIGHT, mouth_nodes
+    from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+
+    face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    width = float(np.linalg.norm(np.subtract(*face[list(MOUTH_CORNERS)])))
+    for opening, teeth_row in ((0.4 * width, True), (0.1 * width, False)):
+        source = face.copy()
+        source[low, 1] = source[up, 1] + opening
+        gap = float(np.linalg.norm(source[14] - source[13]))
+        torn_at = TEETH_HEIGHT * width if teeth_row else gap / 2
+        target = source.copy()
+        target[low, 1] += 20.0
+        sources, targets, _ = mouth_nodes(source, target)
+        middle = np.flatnonzero(np.array(up) == 13)[0]  # the pair in the middle of the lips
+        assert np.linalg.norm(sources[middle] - source[13]) == pytest.approx(torn_at, rel=1e-6)
+
+
 def test_an_open_mouth_opened_further_keeps_its_own_teeth_and_tears_between_them(face_image, rig):
     """The photo's smile shows its upper teeth. Dropped open at 5, they move with the upper lip
     (the same pixels under the lip's middle), the middle of the opening is a dark, even cavity
