@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             for i, au in enumerate(TESTED):
                 targets[i, AU_NAMES.index(au)] = REQUEST
             moved = rig_targets(mesh, base, targets, rig)
+            on_rig = estimator.estimate(moved)
             for i, au in enumerate(TESTED):
-                readings[RIG_LANDMARKS][au].append(float(estimator.estimate(moved[i])[AU_NAMES.index(au)]))
+                readings[RIG_LANDMARKS][au].append(float(on_rig[i, AU_NAMES.index(au)]))
             for mode, (mode_editor, mode_rig) in modes.items():
                 for i, (au, edited) in enumerate(zip(TESTED, edit(image, targets, mode_editor, mode_rig))):
                     k = AU_NAMES.index(au)
