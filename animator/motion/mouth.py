@@ -93,15 +93,20 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     share = np.minimum(0.5, teeth / np.maximum(gap, 1e-9))[:, None]
     middle = source[up] + share * (source[low] - source[up])
     with_upper, with_lower = middle + target[up] - source[up], middle + target[low] - source[low]
-    corners = target[list(MOUTH_CORNERS)]
-    along = (corners[1] - corners[0]) / max(float(np.linalg.norm(corners[1] - corners[0])), 1e-9)
-    across = np.array([-along[1], along[0]])  # towards the chin
+    _, across = mouth_axes(*target[list(MOUTH_CORNERS)])
     tears = (with_lower - with_upper) @ across > TEARS_FROM
     midway = (with_upper + with_lower) / 2
     top, bottom = np.where(tears[:, None], with_upper, midway), np.where(tears[:, None], with_lower, midway)
     sources, targets = np.vstack([middle, middle[tears]]), np.vstack([top, with_lower[tears]])
     torn = np.vstack([target[INNER_LIPS[0]], top, target[INNER_LIPS[len(UPPER_INNER) - 1]], bottom[::-1]])
     return sources, targets, torn
+
+
+def mouth_axes(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors along the line from the ``right`` mouth corner to the ``left`` one, and
+    across it towards the chin (frame px, y down)."""
+    along = (left - right) / max(float(np.linalg.norm(left - right)), 1e-9)
+    return along, np.array([-along[1], along[0]])
 
 
 def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -173,8 +178,7 @@ class MouthFrame:
         corners, which a jaw drop barely moves (the inner corners follow the lower lip)."""
         right, left = corners
         middle = (left + right) / 2
-        along = (left - right) / max(float(np.linalg.norm(left - right)), 1.0)
-        across = np.array([-along[1], along[0]])  # towards the chin
+        along, across = mouth_axes(right, left)
         half = max(float(np.ptp(lips @ along)) / 2, 1.0)
         xs = (np.arange(shape[1], dtype=np.float32) - np.float32(middle[0]))[None, :]
         ys = (np.arange(shape[0], dtype=np.float32) - np.float32(middle[1]))[:, None]
