@@ -394,40 +394,106 @@ def test_a_raised_lid_uncovers_white_above_a_round_iris(face_image, rig):
     assert np.abs(plain.astype(int) - out.astype(int)).mean() < 1.0
 
 
-def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
-    """A drawn eye whose upper lid hides the top of its iris: raised, the lid uncovers the
-    iris's circle in the iris's colour and the white beside it in the white's."""
-    from animator.motion.eyes import eye_contour, eye_width, paint_eyes
+SKIN, WHITE, BLUE = np.array([200, 160, 140]), np.array([235, 232, 228]), np.array([60, 90, 140])
 
-    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
-    skin, white, blue = np.array([200, 160, 140]), np.array([235, 232, 228]), np.array([60, 90, 140])
-    image = np.zeros((500, 600, 3), np.uint8) + skin.astype(np.uint8)
+
+def drawn_eyes(face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A flat skin picture with the ``face``'s (468, 3) eyes drawn in: white, and a blue iris
+    whose top the upper lid hides; and the face's 478-point mesh (its iris points added)."""
+    from animator.motion.eyes import eye_contour, eye_width
+
+    image = np.zeros((500, 600, 3), np.uint8) + SKIN.astype(np.uint8)
     irises = []
+    ys, xs = np.mgrid[0:500, 0:600]
     for eye in range(2):
         opening = eye_contour(face, eye)
         centre, radius = opening.mean(0) - (0, 0.1 * eye_width(face, eye)), 0.2 * eye_width(face, eye)
         eye_mask = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(eye_mask, [np.rint(opening).astype(np.int32)], 1)
-        ys, xs = np.mgrid[0:500, 0:600]
         in_iris = np.hypot(xs - centre[0], ys - centre[1]) < radius
-        image[(eye_mask == 1) & ~in_iris] = white
-        image[(eye_mask == 1) & in_iris] = blue
+        image[(eye_mask == 1) & ~in_iris] = WHITE
+        image[(eye_mask == 1) & in_iris] = BLUE
         ring = centre + radius * np.column_stack([np.cos(np.arange(4) * np.pi / 2), np.sin(np.arange(4) * np.pi / 2)])
         irises += [np.r_[centre, 0.0], *np.c_[ring, np.zeros(4)]]
         assert (opening[1:8, 1] > centre[1] - radius + 2).all()  # the lid hides the iris's top
-    mesh = np.vstack([face, irises])
+    return image, np.vstack([face, irises])
+
+
+def raised_lids(face: np.ndarray, share: float) -> np.ndarray:
+    """``face`` with both upper lids raised by ``share`` of the eye's width."""
+    from animator.motion.eyes import eye_width
+
     raised = face.copy()
     for upper in UPPER_LIDS:
-        raised[list(upper), 1] -= 0.3 * eye_width(face, 0)
+        raised[list(upper), 1] -= share * eye_width(face, 0)
+    return raised
+
+
+def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
+    """A drawn eye whose upper lid hides the top of its iris: raised, the lid uncovers the
+    iris's circle in the iris's colour and the white beside it in the white's."""
+    from animator.motion.eyes import eye_width, paint_eyes
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    image, mesh = drawn_eyes(face)
+    raised = raised_lids(face, 0.3)
     out = paint_eyes(image, image.copy(), mesh, raised)
     for eye, upper in enumerate(UPPER_LIDS):
         centre, radius = mesh[468 + 5 * eye, :2], 0.2 * eye_width(face, eye)
         top = np.rint(centre - (0, radius - 2)).astype(int)           # the iris's top, uncovered
-        assert np.abs(out[top[1], top[0]].astype(int) - blue).max() < 45
+        assert np.abs(out[top[1], top[0]].astype(int) - BLUE).max() < 45
         middle = list(upper)[1]                                      # beside the iris, uncovered
         spot = np.rint((face[middle, :2] + raised[middle, :2]) / 2).astype(int)
-        assert np.abs(out[spot[1], spot[0]].astype(int) - white).max() < 60
-        assert np.abs(image[spot[1], spot[0]].astype(int) - skin).max() == 0  # was lid
+        assert np.abs(out[spot[1], spot[0]].astype(int) - WHITE).max() < 60
+        assert np.abs(image[spot[1], spot[0]].astype(int) - SKIN).max() == 0  # was lid
+
+
+@pytest.mark.parametrize("sigma", [1.5, 3.0])
+def test_edge_blur_measures_how_soft_the_picture_is(rig, sigma):
+    """The drawn eyes, sharp, measure about a sharp edge's blur; blurred by ``sigma``, about
+    that blur added to it (blurs add in quadrature)."""
+    from animator.motion.eyes import SHARP_EDGE, edge_blur, eye_contour, eye_width
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    image, _ = drawn_eyes(face)
+    soft = cv2.GaussianBlur(image, (0, 0), sigma)
+    for eye in range(2):
+        contour, width = eye_contour(face, eye), eye_width(face, eye)
+        assert edge_blur(image, contour, width) == pytest.approx(SHARP_EDGE, rel=0.2)
+        assert edge_blur(soft, contour, width) == pytest.approx(np.hypot(sigma, SHARP_EDGE), rel=0.2)
+
+
+def test_a_raised_lid_is_painted_as_soft_as_the_picture(rig, monkeypatch):
+    """The eyeball a raised lid uncovers is painted no sharper than the picture around it
+    (a crisp painted eye on a soft photo reads as a sticker); on a sharp picture the paint is
+    as it was."""
+    import animator.motion.eyes as eyes
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    sharp, mesh = drawn_eyes(face)
+    soft = cv2.GaussianBlur(sharp, (0, 0), 3.0)
+    raised = raised_lids(face, 0.3)
+    painted = {picture: eyes.paint_eyes(image, image.copy(), mesh, raised)
+               for picture, image in (("sharp", sharp), ("soft", soft))}
+    monkeypatch.setattr(eyes, "soften", lambda colour, alpha, sigma: (colour, alpha))
+    crisp = {picture: eyes.paint_eyes(image, image.copy(), mesh, raised)
+             for picture, image in (("sharp", sharp), ("soft", soft))}
+    np.testing.assert_array_equal(painted["sharp"], crisp["sharp"])
+
+    def steepest(image: np.ndarray, where: np.ndarray) -> float:
+        rise_y, rise_x = np.gradient(luma(image))
+        return float(np.percentile(np.hypot(rise_x, rise_y)[where], 99))
+
+    for eye in range(2):
+        grown = np.zeros(sharp.shape[:2], np.uint8)        # the opening's new part, and its edge
+        cv2.fillPoly(grown, [np.rint(eyes.eye_contour(raised, eye)).astype(np.int32)], 1)
+        cv2.fillPoly(grown, [np.rint(eyes.eye_contour(face, eye)).astype(np.int32)], 0)
+        near = cv2.dilate(grown, np.ones((9, 9), np.uint8)) > 0
+        old_eye = np.zeros(sharp.shape[:2], np.uint8)
+        cv2.fillPoly(old_eye, [np.rint(eyes.eye_contour(face, eye)).astype(np.int32)], 1)
+        source = steepest(soft, cv2.dilate(old_eye, np.ones((9, 9), np.uint8)) > 0)
+        assert steepest(crisp["soft"], near) > 2 * source
+        assert steepest(painted["soft"], near) < 1.3 * source
 
 
 def test_brows_and_lids_move_as_facs_says(rig):
