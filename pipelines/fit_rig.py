@@ -56,7 +56,7 @@ def load_clip(video: Path, estimator: AUEstimator, cache: Path | None) -> Clip:
     readings = estimator.estimate(meshes)
     aus = smooth_au_series(times, readings)
     faces = normalise_pose(meshes[:, : len(estimator.template)], estimator.template)
-    return Clip(video.stem, faces.astype(np.float32), aus.astype(np.float64), meshes, readings)
+    return Clip(video.stem, faces.astype(np.float32), aus.astype(np.float64), meshes, readings, times)
 
 
 def main(argv: list[str] | None = None) -> int:

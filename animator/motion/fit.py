@@ -105,6 +105,7 @@ class Clip:
     aus: np.ndarray
     landmarks: np.ndarray | None = None  # (N, 478, 3) frame px, as the estimator reads them
     readings: np.ndarray | None = None   # (N, 17) each frame's own reading (a blink is a few frames)
+    times: np.ndarray | None = None      # (N,) each frame's time, seconds from the stream's start
 
     def resting(self, count: int) -> np.ndarray:
         """The ``count`` frames' landmarks whose AU readings sum lowest (the most neutral)."""

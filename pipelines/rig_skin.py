@@ -1,0 +1,132 @@
+"""Does the rig move the brows as far as real skin moves? Optical flow against the rig, on clips.
+
+    python -m pipelines.rig_skin CLIP.mp4... [--cache DIR]
+
+The rig is fitted on the landmark model's points, which could themselves under-read how far
+real skin moves; this follows the skin without them. Each clip is tracked and read as
+:mod:`pipelines.fit_rig` reads it. Per brow AU (AU01, AU02, AU04): from the clip's frame that
+shows the AU least to each frame reading it at least :data:`RISE` higher (up to
+:data:`PAIRS_PER_CLIP` of them, evenly spread), the brow points are followed by pyramidal
+Lucas-Kanade flow (started from the landmark model's guess, kept where flowing back lands
+within :data:`BACK_PX`), put in the face frame, and projected on the rig's move for the change
+in readings. Prints JSON: per AU, the median share of the rig's move the skin made (``skin``)
+and the landmark model found (``landmarks``), overall and per clip. (The lids are left out:
+flow does not follow a lid margin sliding over the eye.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from animator.aus import AU_NAMES
+from animator.errors import AnimatorError
+
+BROW_AUS = ("AU01", "AU02", "AU04")
+RISE = 2.0             # how much higher a frame must read the AU than the clip's least
+PAIRS_PER_CLIP = 25
+BACK_PX = 1.5          # flow's forward-backward error allowed, frame px
+TRACKED_SHARE = 0.6    # a pair counts when this share of its points were followed
+MOVES_AT_LEAST = 0.01  # inter-ocular units: the points whose rig move is compared
+FLOW = {"winSize": (21, 21), "maxLevel": 2, "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
+
+
+def grey_frames(video: Path, times: np.ndarray, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The grey pictures of the tracked observations ``wanted`` (indices into ``times``)."""
+    from animator.media.decode import iter_frames  # noqa: PLC0415
+
+    found = {}
+    for frame in iter_frames(video):
+        k = int(np.argmin(np.abs(times - frame.time)))
+        if k in wanted and abs(times[k] - frame.time) < 1e-3:
+            found[k] = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
+    return found
+
+
+def to_face_frame(mesh: np.ndarray, points: np.ndarray, index: list[int], template: np.ndarray) -> np.ndarray:
+    """``points`` (K, 2, frame px; at mesh ``index``, with the mesh's depth) in the face frame
+    that puts ``mesh``'s stable points on the template's."""
+    from animator.estimate.geometry import MESH, umeyama  # noqa: PLC0415
+
+    stable = list(MESH.stable)
+    scale, rotation, shift = umeyama(mesh[stable].astype(np.float64), template[stable])
+    return (scale * np.c_[points, mesh[index, 2]] @ rotation.T + shift)[:, :2]
+
+
+def share_of_rig(move: np.ndarray, asked: np.ndarray) -> float:
+    """How much of the rig's ``asked`` move (K, 2) the ``move`` made, projected on it."""
+    keep = np.linalg.norm(asked, axis=1) > MOVES_AT_LEAST
+    return float((move[keep] * asked[keep]).sum() / max((asked[keep] ** 2).sum(), 1e-12))
+
+
+def pair_shares(grey_rest: np.ndarray, grey_moved: np.ndarray, mesh_rest: np.ndarray, mesh_moved: np.ndarray,
+                asked: np.ndarray, points: list[int], template: np.ndarray) -> tuple[float, float] | None:
+    """(skin, landmarks): the shares of the rig's move ``asked`` ((K, 2), face frame, for the
+    mesh ``points``) that the skin made between two pictures (followed by flow from the first
+    mesh's points) and that the second mesh found; None when too few points were followed."""
+    start = mesh_rest[points, :2].astype(np.float32).reshape(-1, 1, 2)
+    guess = mesh_moved[points, :2].astype(np.float32).reshape(-1, 1, 2)
+    ahead, ok, _ = cv2.calcOpticalFlowPyrLK(grey_rest, grey_moved, start, guess.copy(), **FLOW)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey_moved, grey_rest, ahead, start.copy(), **FLOW)
+    followed = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm((back - start)[:, 0], axis=1) < BACK_PX)
+    if followed.mean() < TRACKED_SHARE:
+        return None
+    before = to_face_frame(mesh_rest, mesh_rest[points, :2], points, template)
+    skin = to_face_frame(mesh_moved, ahead[:, 0], points, template) - before
+    found = to_face_frame(mesh_moved, mesh_moved[points, :2], points, template) - before
+    return share_of_rig(skin[followed], asked[followed]), share_of_rig(found[followed], asked[followed])
+
+
+def clip_pairs(clip, video: Path, au: str, rig, points: list[int]) -> list[tuple[float, float]]:
+    """:func:`pair_shares` for one clip's frame pairs (its least-showing frame -> the risen ones)."""
+    k = AU_NAMES.index(au)
+    rest = int(np.argmin(clip.aus[:, k] + clip.aus.sum(1) / len(AU_NAMES)))
+    risen = np.flatnonzero(clip.aus[:, k] - clip.aus[rest, k] >= RISE)
+    if len(risen) > PAIRS_PER_CLIP:
+        risen = risen[np.linspace(0, len(risen) - 1, PAIRS_PER_CLIP).astype(int)]
+    greys = grey_frames(video, clip.times, {rest, *risen.tolist()})
+    shares = [pair_shares(greys[rest], greys[t], clip.landmarks[rest], clip.landmarks[t],
+                          np.tensordot(clip.aus[t] - clip.aus[rest], rig.basis[:, points, :2], 1),
+                          points, rig.template) for t in risen]
+    return [pair for pair in shares if pair is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", nargs="+", type=Path)
+    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
+    args = parser.parse_args(argv)
+    from animator.estimate import AUEstimator  # noqa: PLC0415
+    from animator.estimate.geometry import MESH  # noqa: PLC0415
+    from animator.motion.rig import AURig  # noqa: PLC0415
+    from pipelines.fit_rig import load_clip  # noqa: PLC0415
+
+    try:
+        estimator, rig = AUEstimator.default(), AURig.default()
+        brows = [i for side in (*MESH.brow_inner, *MESH.brow_outer) for i in side]
+        clips = [(path, load_clip(path, estimator, args.cache)) for path in args.clips]
+        report = {"method": __doc__.split("\n\n")[2].replace("\n", " "), "per_au": {}}
+        for au in BROW_AUS:
+            per_clip = {path.stem: clip_pairs(clip, path, au, rig, brows) for path, clip in clips}
+            pairs = [pair for shares in per_clip.values() for pair in shares]
+            report["per_au"][au] = {
+                "pairs": len(pairs),
+                "skin": round(float(np.median([s for s, _ in pairs])), 2) if pairs else None,
+                "landmarks": round(float(np.median([f for _, f in pairs])), 2) if pairs else None,
+                "per_clip": {name: {"pairs": len(s), "skin": round(float(np.median([a for a, _ in s])), 2),
+                                    "landmarks": round(float(np.median([b for _, b in s])), 2)}
+                             for name, s in per_clip.items() if s}}
+    except AnimatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
