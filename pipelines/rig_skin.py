@@ -96,6 +96,12 @@ def clip_pairs(clip, video: Path, au: str, rig, points: list[int]) -> list[tuple
     return [pair for pair in shares if pair is not None]
 
 
+def summary(pairs: list[tuple[float, float]]) -> dict:
+    """How many pairs, and the median (skin, landmarks) shares (None without pairs)."""
+    medians = np.median(pairs, axis=0).round(2).tolist() if pairs else [None, None]
+    return {"pairs": len(pairs), "skin": medians[0], "landmarks": medians[1]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="+", type=Path)
@@ -114,13 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         for au in BROW_AUS:
             per_clip = {path.stem: clip_pairs(clip, path, au, rig, brows) for path, clip in clips}
             pairs = [pair for shares in per_clip.values() for pair in shares]
-            report["per_au"][au] = {
-                "pairs": len(pairs),
-                "skin": round(float(np.median([s for s, _ in pairs])), 2) if pairs else None,
-                "landmarks": round(float(np.median([f for _, f in pairs])), 2) if pairs else None,
-                "per_clip": {name: {"pairs": len(s), "skin": round(float(np.median([a for a, _ in s])), 2),
-                                    "landmarks": round(float(np.median([b for _, b in s])), 2)}
-                             for name, s in per_clip.items() if s}}
+            report["per_au"][au] = {**summary(pairs), "per_clip": {name: summary(shares) for name, shares
+                                                                    in per_clip.items() if shares}}
     except AnimatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
