@@ -14,6 +14,7 @@ are reported too.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -50,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     from animator.aus import parse_target
     from animator.estimate import AUEstimator
-    from animator.motion.eyes import paint_eyes
+    from animator.motion.eyes import paint_eyes, picture_blur
     from animator.motion.mouth import fill_mouth
     from animator.motion.move import face_field
     from animator.motion.rig import AURig
@@ -75,7 +76,8 @@ def main() -> int:
                 t2 = time.perf_counter()
                 warped = apply_field(rgb, field)
                 t3 = time.perf_counter()
-                fill_mouth(paint_eyes(rgb, warped, mesh, moved), mesh, moved)
+                blur = functools.cache(functools.partial(picture_blur, rgb, mesh))
+                fill_mouth(paint_eyes(rgb, warped, mesh, moved, blur), mesh, moved, blur)
                 t4 = time.perf_counter()
                 cpu = time.process_time() - cpu
                 for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, cpu)):

@@ -8,6 +8,7 @@ full-resolution pixels, and the generator paints only what motion cannot make.
 - :mod:`animator.motion.eyes`: lids that slide over a still eyeball, the eyeball a raised lid
   uncovers, the lash line of a shut eye;
 - :mod:`animator.motion.mouth`: the inside of a mouth opened wider than the source's;
+- :mod:`animator.motion.softness`: how soft the picture is, so the paint is no sharper;
 - :mod:`animator.motion.fit`: learning the rig from clips (landmarks + AU readings).
 """
 

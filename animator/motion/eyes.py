@@ -7,9 +7,8 @@ reads a stretched iris as an eye of the same openness. So inside each eye's new 
 field shows the eyeball where it was (:func:`hold_eyeballs`); what a raised lid uncovers —
 the top of the iris and the white around it, which the source hid under the lid — is painted
 from the eye's own iris and sclera colours, and a slit the lids narrow darkens into the lash
-line, as the lashes hide it (:func:`paint_eyes`). The paint is blurred as much as the picture
-around the eye is (:func:`edge_blur`, :func:`soften`): a crisp eyeball on a soft photo looks
-stuck on.
+line, as the lashes hide it (:func:`paint_eyes`). The paint is as soft as the picture
+(:mod:`animator.motion.softness`), measured here at the eyes (:func:`picture_blur`).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import numpy as np
 
 from animator.motion.mouth import polygon_area
 from animator.motion.rig import LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
+from animator.motion.softness import Blur, edge_blur, extra_blur, soften
 from animator.motion.warp import MotionField
 
 # per eye (the subject's right, then left): outer and inner corner, iris centre and contour
@@ -49,14 +49,6 @@ SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
 CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
 LIMBUS = 0.2                  # how much darker the iris's rim is than its body
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # brightness of an RGB colour (Rec. 601)
-# the blur a sharp (one-pixel) edge measures as in :func:`edge_blur`: what the paint's own
-# anti-aliased edges already have
-SHARP_EDGE = 0.85
-EDGE_REACH = 0.15             # edge_blur looks this far (of the eye's width) around the eye
-# px of blur the paint lacks (extra_blur): up to SOFTEN_FROM the paint stays sharp (video at
-# its own resolution: a frame's estimate wavers there, and the paint must not flicker with
-# it); by SOFTEN_FULL it is blurred to match; a blur under SOFTEN_MIN is not worth the cost
-SOFTEN_FROM, SOFTEN_FULL, SOFTEN_MIN = 0.75, 1.25, 0.3
 IRIS_FOR_EYE = 0.42           # iris radius / eye width, when the mesh has no iris points
 
 
@@ -104,16 +96,24 @@ def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) ->
     return MotionField(field.box, offsets)
 
 
-def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def picture_blur(frame: np.ndarray, mesh: np.ndarray) -> float:
+    """The blur (sigma, px) a paint on this face lacks (:func:`animator.motion.softness.extra_blur`),
+    measured around its wider eye (mesh: >= 468 landmarks, frame px): the iris's rim and the
+    lid margins are the face's sharpest, highest-contrast edges, where the lips' measure wavers."""
+    eye = max(range(2), key=lambda e: eye_width(mesh, e))
+    return extra_blur(edge_blur(frame, eye_contour(mesh, eye), eye_width(mesh, eye)))
+
+
+def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target: np.ndarray,
+               blur: Blur) -> np.ndarray:
     """``warped`` (``frame`` moved from landmarks ``source`` to ``target``, frame px; ``source``
     with its 10 iris points when it has 478) with what the lids' move shows painted in: the
     eyeball a raised lid uncovered (:func:`eyeball`), the lash line over a slit the lids narrow
     (a shut eye's would otherwise show flecks of the eye squeezed between the margins), and a
-    closing lid's skin smoothed (:func:`smooth_lid`); eyeball and lash line as soft as the
-    picture (:func:`soften`).
+    closing lid's skin smoothed (:func:`smooth_lid`); eyeball and lash line blurred by
+    ``blur()`` px (:func:`picture_blur`).
     ``warped`` (the warp's own new frame) is painted in place and returned."""
     h, w = frame.shape[:2]
-    blur = None
     for eye in range(2):
         before = eye_contour(source, eye)
         after = eye_contour(target, eye)
@@ -132,10 +132,8 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             smooth_lid(warped, after, fold, width, amount, lid_skin_colour(frame, source, eye))
         if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
-        pad = 2 * int(round(OLD_MARGIN * width)) + 3     # the old margin's shadow and the blur
-        if blur is None:  # one face is as soft at both eyes: measured at the first one painted
-            blur = extra_blur(edge_blur(frame, before, width))
-        pad += math.ceil(3 * blur)
+        sigma = blur()
+        pad = 2 * int(round(OLD_MARGIN * width)) + 3 + math.ceil(3 * sigma)  # the old margin's shadow, the blurs
         x0, y0 = np.clip(np.floor(np.minimum(before.min(0), after.min(0))).astype(int) - pad, 0, [w, h])
         x1, y1 = np.clip(np.ceil(np.maximum(before.max(0), after.max(0))).astype(int) + pad, 0, [w, h])
         if x1 - x0 < 3 or y1 - y0 < 3:
@@ -160,7 +158,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
                 continue
             centre, radius = iris_circle(source, eye, width)
             colour, alpha = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width)
-        colour, alpha = soften(colour, alpha, blur)
+        colour, alpha = soften(colour, alpha, sigma)
         rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
         if not len(rows):
             continue
@@ -169,60 +167,6 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         region = warped[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
         region[:] = np.clip(np.rint(region * (1 - a) + colour[r0:r1, c0:c1] * a), 0, 255).astype(warped.dtype)
     return warped
-
-
-def edge_blur(frame: np.ndarray, contour: np.ndarray, width: float) -> float:
-    """How blurred the source is around an eye (``contour``, :func:`eye_contour`'s layout,
-    frame px; ``width``: the eye's), as the sigma (px) of a Gaussian: an edge of contrast c
-    blurred by sigma rises at most c / (sigma sqrt(2 pi)) per pixel. c is the eye's 5-95 %
-    brightness range, the rise its 98th-percentile gradient (the iris's rim, the lid margins).
-    A sharp edge measures :data:`SHARP_EDGE`."""
-    h, w = frame.shape[:2]
-    reach = EDGE_REACH * width
-    (lo_x, lo_y), (hi_x, hi_y) = contour.min(0), contour.max(0)
-    x0, y0 = max(0, math.floor(lo_x - reach)), max(0, math.floor(lo_y - reach))
-    x1, y1 = min(w, math.ceil(hi_x + reach)), min(h, math.ceil(hi_y + reach))
-    if x1 - x0 < 3 or y1 - y0 < 3:
-        return SHARP_EDGE
-    brightness = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    rise = cv2.magnitude(cv2.Sobel(brightness, cv2.CV_32F, 1, 0, ksize=1, scale=0.5),
-                         cv2.Sobel(brightness, cv2.CV_32F, 0, 1, ksize=1, scale=0.5))
-    near = np.zeros(brightness.shape, np.uint8)
-    cv2.fillPoly(near, [np.rint(contour - (x0, y0)).astype(np.int32)], 1)
-    near = cv2.dilate(near, np.ones((3, 3), np.uint8)).astype(bool)
-    if near.sum() < 9:
-        return SHARP_EDGE
-    dark, bright = ranked(brightness[near], (0.05, 0.95))
-    (rise,) = ranked(rise[near], (0.98,))
-    return float(max(SHARP_EDGE, (bright - dark) / (math.sqrt(2 * math.pi) * max(rise, 1e-6))))
-
-
-def ranked(values: np.ndarray, shares: tuple[float, ...]) -> np.ndarray:
-    """The values at these ``shares`` (0-1) of their sorted order (np.percentile's lower
-    neighbours, without its overhead on a few hundred values)."""
-    ranks = [int(share * (len(values) - 1)) for share in shares]
-    return np.partition(values, ranks)[ranks]
-
-
-def extra_blur(sigma: float) -> float:
-    """The blur (sigma, px) that makes the paint's sharp edges as soft as the source's
-    (``sigma``, :func:`edge_blur`; blurs add in quadrature), phased in between
-    :data:`SOFTEN_FROM` and :data:`SOFTEN_FULL`; zero below :data:`SOFTEN_MIN`."""
-    extra = math.sqrt(max(sigma * sigma - SHARP_EDGE * SHARP_EDGE, 0.0))
-    extra *= min(max((extra - SOFTEN_FROM) / (SOFTEN_FULL - SOFTEN_FROM), 0.0), 1.0)
-    return extra if extra >= SOFTEN_MIN else 0.0
-
-
-def soften(colour: np.ndarray, alpha: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The paint (``colour`` (h, w, 3), ``alpha`` (h, w)) blurred by ``sigma`` px as one
-    layer (premultiplied), so it is no sharper than the picture it is painted into: a painted
-    eyeball with crisp edges on a soft photo reads as a sticker."""
-    if sigma <= 0:
-        return colour, alpha
-    alpha = np.asarray(alpha, np.float32)
-    carried = cv2.GaussianBlur(np.ascontiguousarray(colour * alpha[..., None], np.float32), (0, 0), sigma)
-    soft = cv2.GaussianBlur(alpha, (0, 0), sigma)
-    return carried / np.maximum(soft, 1e-6)[..., None], soft
 
 
 def towards_lower_lid(contour: np.ndarray) -> np.ndarray:

@@ -15,20 +15,23 @@ the mouth's own frame (:class:`MouthFrame`, so it turns with the head):
 - once the jaw drops wide, a shorter row of lower teeth in shadow along the lower lip's bowl,
   and the tongue resting behind them.
 
-Compared, by looking, with the real open mouths of the expression clips (d9, d3): a band of
-teeth that copied the lip's contour drew a grey mouthguard with steep sides, and a bare black
-cavity read as a hole rather than a mouth.
+The paint is as soft as the picture (:mod:`animator.motion.softness`). Compared, by looking,
+with the real open mouths of the expression clips (d9, d3): a band of teeth that copied the
+lip's contour drew a grey mouthguard with steep sides, and a bare black cavity read as a hole
+rather than a mouth.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+from animator.motion.softness import Blur, soften
 
 # The inner-lip contour (MediaPipe mesh), right corner -> upper lip -> left corner -> lower lip.
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
@@ -109,10 +112,10 @@ def mouth_axes(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndar
     return along, np.array([-along[1], along[0]])
 
 
-def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray, blur: Blur) -> np.ndarray:
     """``frame`` (the warp's own new frame, moved from landmarks ``source`` to ``target``, frame
     px) with the mouth the warp tore open (:func:`mouth_nodes`) painted, in place, as the inside
-    of a mouth; returned.
+    of a mouth, blurred by ``blur()`` px (:func:`animator.motion.eyes.picture_blur`); returned.
 
     The torn part is always painted. What the tear kept of the source's inside beside it stays
     when it shows teeth (brighter than the lips); a dark inside (lips parted on the dark of the
@@ -127,8 +130,10 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
     if width < 4 or torn_area < 1.0:
         return frame
     h, w = frame.shape[:2]
-    x0, y0 = np.clip(np.floor(lips_tgt.min(0)).astype(int) - 1, 0, [w, h])  # the paint stays inside the lips
-    x1, y1 = np.clip(np.ceil(lips_tgt.max(0)).astype(int) + 2, 0, [w, h])
+    sigma = blur()
+    pad = math.ceil(3 * sigma)  # the paint stays inside the lips, but for its blur
+    x0, y0 = np.clip(np.floor(lips_tgt.min(0)).astype(int) - 1 - pad, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(lips_tgt.max(0)).astype(int) + 2 + pad, 0, [w, h])
     if x1 - x0 < 2 or y1 - y0 < 2:
         return frame
     box = (y1 - y0, x1 - x0)
@@ -148,6 +153,7 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.
     mouth = MouthFrame.of(lips_tgt - (x0, y0), target[list(MOUTH_CORNERS), :2] - (x0, y0), box)
     # the opening as a mean height (area / mouth width): a smile widens the lips' sliver, not this
     paint = _inside(mouth, _depth(lips_tgt - (x0, y0), box), lips, width, opening_area / width, teeth=over_kept)
+    paint, alpha = soften(paint, alpha, sigma)
     blended = region + (paint - region) * alpha[..., None]
     frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return frame

@@ -7,9 +7,11 @@ motion field it applied (for ``--frames --mattes`` exports).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes
+from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes, picture_blur
 from animator.motion.mouth import fill_mouth, mouth_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig
 from animator.motion.warp import MotionField, apply_field, motion_field
@@ -89,13 +91,14 @@ def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray
                    ) -> tuple[np.ndarray, MotionField | None]:
     """``frame`` with the face whose mesh (frame px; with its iris points when it has them)
     is ``mesh`` moved so that its first 468 landmarks land on ``moved`` (468, >= 2): the
-    field, the warp, the eyes and the mouth; and the field (None: the face is outside the
-    frame)."""
+    field, the warp, the eyes and the mouth (painted as soft as the picture); and the field
+    (None: the face is outside the frame)."""
     mesh = np.asarray(mesh, np.float64)
     moved = np.asarray(moved, np.float64)
     source = mesh[: len(moved)]
     field = face_field(frame.shape, source, moved)
     if field is None:
         return frame, None
-    warped = paint_eyes(frame, apply_field(frame, field), mesh, moved)
-    return fill_mouth(warped, source, moved), field
+    blur = functools.cache(functools.partial(picture_blur, frame, mesh))  # measured if something is painted
+    warped = paint_eyes(frame, apply_field(frame, field), mesh, moved, blur)
+    return fill_mouth(warped, source, moved, blur), field
