@@ -167,6 +167,23 @@ def test_contours_kept_apart_in_the_face_frame():
     assert (out[list(UPPER_LIDS[0]), 1] < out[list(LOWER_LIDS[0]), 1]).all()
 
 
+def test_a_closed_lid_stays_above_the_lower_lids_line_between_its_points(rig):
+    """Upper lid points brought down to just under the lower lid's line (corner to corner
+    through its points) at their own place along the eye end above it, not only above their
+    partners, which sit elsewhere along the eye (otherwise the field's triangles reach from the
+    closed lid across the lower lid and show bits of the eye under it: a sawtooth at AU45 5)."""
+    from animator.motion.rig import CLOSED_LID_GAP, EYE_CORNERS
+
+    face = rig.template.copy()
+    for (outer, inner), upper, lower in zip(EYE_CORNERS, UPPER_LIDS, LOWER_LIDS):
+        line = face[[outer, *lower, inner], :2]
+        order = np.argsort(line[:, 0])
+        under = lambda points: np.interp(points[list(upper), 0], line[order, 0], line[order, 1])  # noqa: E731
+        face[list(upper), 1] = under(face) + 0.005
+        out = keep_contours_apart(face)
+        assert (out[list(upper), 1] <= under(out) - CLOSED_LID_GAP + 1e-12).all()
+
+
 def smooth_image(h: int, w: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], -1).astype(np.uint8)

@@ -19,12 +19,11 @@ import cv2
 import numpy as np
 
 from animator.motion.mouth import polygon_area
-from animator.motion.rig import LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
+from animator.motion.rig import EYE_CORNERS, LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
 from animator.motion.softness import Blur, edge_blur, extra_blur, soften
 from animator.motion.warp import MotionField
 
-# per eye (the subject's right, then left): outer and inner corner, iris centre and contour
-EYE_CORNERS = ((33, 133), (263, 362))
+# per eye (the subject's right, then left): the iris's centre and contour
 IRISES = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
 # eye_contour's layout: outer corner, upper lid, inner corner, lower lid back
 _LID = len(UPPER_LIDS[0])
@@ -147,8 +146,8 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             lashes = after.copy()
             lashes[CONTOUR_UPPER] -= towards_lower_lid(after)
             slit = np.minimum(1, 2 * polygon_coverage(lashes, (x0, y0), shape))
-            colour = np.broadcast_to(lash_colour(frame, source, eye), local.shape)
-            alpha = shut * slit
+            colour, alpha = soften(np.broadcast_to(lash_colour(frame, source, eye), local.shape), shut * slit, sigma)
+            alpha = np.maximum(alpha, shut * slit)  # a slit thinner than the blur stays hidden: only its edges soften
         else:
             old_lids = before.copy()           # at the new corners: where the lids meet uncovers nothing
             old_lids[[0, CONTOUR_INNER]] = after[[0, CONTOUR_INNER]]
@@ -157,8 +156,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             if uncovered.sum() < UNCOVERED_PX:
                 continue
             centre, radius = iris_circle(source, eye, width)
-            colour, alpha = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width)
-        colour, alpha = soften(colour, alpha, sigma)
+            colour, alpha = soften(*eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width), sigma)
         rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
         if not len(rows):
             continue

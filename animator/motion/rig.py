@@ -38,7 +38,9 @@ RIG_FORMAT = "animator-au-rig/1"
 BLINK = AU_NAMES.index("AU45")
 N_POINTS = MESH.n_points
 
-# Upper/lower contour pairs (same position along the contour), MediaPipe mesh numbering.
+# Each eye's outer and inner corner (the subject's right eye, then left), and its upper/lower
+# contour pairs (same position along the contour), MediaPipe mesh numbering.
+EYE_CORNERS = ((33, 133), (263, 362))
 UPPER_LIDS = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
 LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 382))
 # The upper lids' skin above each margin point, ring by ring towards the brow (the lid's fold,
@@ -184,11 +186,18 @@ def below_brow(face: np.ndarray, points: list[int], brow: tuple[int, ...]) -> np
 
 def keep_contours_apart(face: np.ndarray) -> np.ndarray:
     """A copy of ``face`` (468, 3, face frame, y down) with upper lids stopped on their lower
-    lids and crossed inner lips meeting halfway."""
+    lids and crossed inner lips meeting halfway. An upper lid point stops above the lower
+    lid's line where it is (corner to corner through the lower lid's points), not only above
+    its partner: the two lids' points sit at different places along the eye, and a point
+    below that line lets the field's triangles reach from the closed lid across the lower lid,
+    showing bits of the eye under it."""
     out = face.copy()
-    for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
-        up, low = list(upper), list(lower)
-        out[up, 1] = np.minimum(out[up, 1], out[low, 1] - CLOSED_LID_GAP)
+    for (outer, inner), upper, lower in zip(EYE_CORNERS, UPPER_LIDS, LOWER_LIDS):
+        up = list(upper)
+        line = out[[outer, *lower, inner], :2]
+        order = np.argsort(line[:, 0])
+        under = np.interp(out[up, 0], line[order, 0], line[order, 1])
+        out[up, 1] = np.minimum(out[up, 1], under - CLOSED_LID_GAP)
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     crossed = out[up, 1] > out[low, 1]
     middle = (out[up, 1] + out[low, 1]) / 2
