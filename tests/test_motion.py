@@ -514,6 +514,24 @@ def test_a_raised_lid_is_painted_as_soft_as_the_picture(rig):
         assert steepest(painted, near) < 1.3 * source
 
 
+def test_a_shut_eyes_lash_line_keeps_hiding_its_slit_on_a_soft_picture(rig):
+    """Shut to a slit thinner than the picture's blur, the eye's lash line still covers the
+    slit in full (blurring it as a whole would let the squeezed white show through)."""
+    from animator.motion.eyes import eye_width, lash_colour, paint_eyes, picture_blur
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    sharp, mesh = drawn_eyes(face)
+    soft = cv2.GaussianBlur(sharp, (0, 0), 3.0)
+    shut = face.copy()
+    for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
+        shut[list(upper), :2] = shut[list(lower), :2] - (0.0, 0.02 * eye_width(face, 0))
+    out = paint_eyes(soft, soft.copy(), mesh, shut, lambda: picture_blur(soft, mesh))
+    for eye, (upper, lower) in enumerate(zip(UPPER_LIDS, LOWER_LIDS)):
+        lashes = lash_colour(soft, mesh, eye) @ np.array([0.299, 0.587, 0.114])
+        middle = np.rint((shut[upper[3], :2] + shut[lower[3], :2]) / 2).astype(int)
+        assert abs(luma(out)[middle[1], middle[0]] - lashes) < 3
+
+
 def test_an_opened_mouth_is_painted_as_soft_as_the_picture(face_image, rig):
     """On the photo upscaled 2x and blurred by 3 px (as soft as the held-out photos the
     read-back uses), a mouth dropped open is painted as blurred as the photo measures at its
