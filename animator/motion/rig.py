@@ -49,8 +49,8 @@ LOWER_LIDS = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 
 UPPER_LID_SKIN = (((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189)),
                   ((467, 260, 259, 257, 258, 286, 414), (342, 445, 444, 443, 442, 441, 413)))
 SKIN_FOLLOWS = (0.5, 0.25)
-# Each brow's lower edge, in the face frame's x order, and how much the skin between it and the
-# lid's rings may stretch (keep_lid_skin_under_brows)
+# Each brow's lower edge, and how much the skin between it and the lid's rings may stretch
+# (keep_lid_skin_under_brows)
 LOWER_BROWS = ((46, 53, 52, 65, 55), (285, 295, 282, 283, 276))
 BROW_STRETCH = 1.5
 # a closed eye keeps this gap (inter-ocular units): its lash line, and no degenerate triangles
@@ -179,9 +179,16 @@ def keep_lid_skin_under_brows(face: np.ndarray, moved: np.ndarray) -> np.ndarray
 
 def below_brow(face: np.ndarray, points: list[int], brow: tuple[int, ...]) -> np.ndarray:
     """How far (face frame, y down) each of ``points`` lies below the brow's lower edge ``brow``
-    (:data:`LOWER_BROWS`, in x order)."""
-    edge = face[list(brow)]
-    return face[points, 1] - np.interp(face[points, 0], edge[:, 0], edge[:, 1])
+    (:data:`LOWER_BROWS`)."""
+    return face[points, 1] - line_at(face, points, brow)
+
+
+def line_at(face: np.ndarray, points: list[int], line: list[int] | tuple[int, ...]) -> np.ndarray:
+    """The height (face frame y) of the polyline through the ``line`` points (joined in x
+    order) where each of ``points`` is along x."""
+    ends = face[list(line)]
+    order = np.argsort(ends[:, 0])
+    return np.interp(face[points, 0], ends[order, 0], ends[order, 1])
 
 
 def keep_contours_apart(face: np.ndarray) -> np.ndarray:
@@ -194,10 +201,7 @@ def keep_contours_apart(face: np.ndarray) -> np.ndarray:
     out = face.copy()
     for (outer, inner), upper, lower in zip(EYE_CORNERS, UPPER_LIDS, LOWER_LIDS):
         up = list(upper)
-        line = out[[outer, *lower, inner], :2]
-        order = np.argsort(line[:, 0])
-        under = np.interp(out[up, 0], line[order, 0], line[order, 1])
-        out[up, 1] = np.minimum(out[up, 1], under - CLOSED_LID_GAP)
+        out[up, 1] = np.minimum(out[up, 1], line_at(out, up, [outer, *lower, inner]) - CLOSED_LID_GAP)
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     crossed = out[up, 1] > out[low, 1]
     middle = (out[up, 1] + out[low, 1]) / 2
