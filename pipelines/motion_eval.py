@@ -115,9 +115,14 @@ def motion_found(source: np.ndarray, moved: np.ndarray, found: np.ndarray, regio
 
     n = len(template)
     before, after, seen = normalise_pose(np.stack([source[:n], moved[:n], found[:n]]), template)[..., :2]
-    asked, got = (after - before)[region], (seen - before)[region]
-    keep = np.linalg.norm(asked, axis=1) > MOVES_AT_LEAST
-    return float((got[keep] * asked[keep]).sum() / max((asked[keep] ** 2).sum(), 1e-12))
+    return share_of_move((seen - before)[region], (after - before)[region], MOVES_AT_LEAST)
+
+
+def share_of_move(made: np.ndarray, asked: np.ndarray, at_least: float) -> float:
+    """How much of the ``asked`` move (K, 2) the ``made`` one is, projected on it, over the
+    points asked to move at least ``at_least``."""
+    keep = np.linalg.norm(asked, axis=1) > at_least
+    return float((made[keep] * asked[keep]).sum() / max((asked[keep] ** 2).sum(), 1e-12))
 
 
 def with_region_refound(found: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ import numpy as np
 
 from animator.aus import AU_NAMES
 from animator.errors import AnimatorError
+from animator.estimate.geometry import normalise_pose
+from pipelines.motion_eval import share_of_move
 
 BROW_AUS = ("AU01", "AU02", "AU04")
 RISE = 2.0             # how much higher a frame must read the AU than the clip's least
@@ -48,22 +50,6 @@ def grey_frames(video: Path, times: np.ndarray, wanted: set[int]) -> dict[int, n
     return found
 
 
-def to_face_frame(mesh: np.ndarray, points: np.ndarray, index: list[int], template: np.ndarray) -> np.ndarray:
-    """``points`` (K, 2, frame px; at mesh ``index``, with the mesh's depth) in the face frame
-    that puts ``mesh``'s stable points on the template's."""
-    from animator.estimate.geometry import MESH, umeyama  # noqa: PLC0415
-
-    stable = list(MESH.stable)
-    scale, rotation, shift = umeyama(mesh[stable].astype(np.float64), template[stable])
-    return (scale * np.c_[points, mesh[index, 2]] @ rotation.T + shift)[:, :2]
-
-
-def share_of_rig(move: np.ndarray, asked: np.ndarray) -> float:
-    """How much of the rig's ``asked`` move (K, 2) the ``move`` made, projected on it."""
-    keep = np.linalg.norm(asked, axis=1) > MOVES_AT_LEAST
-    return float((move[keep] * asked[keep]).sum() / max((asked[keep] ** 2).sum(), 1e-12))
-
-
 def pair_shares(grey_rest: np.ndarray, grey_moved: np.ndarray, mesh_rest: np.ndarray, mesh_moved: np.ndarray,
                 asked: np.ndarray, points: list[int], template: np.ndarray) -> tuple[float, float] | None:
     """(skin, landmarks): the shares of the rig's move ``asked`` ((K, 2), face frame, for the
@@ -76,10 +62,12 @@ def pair_shares(grey_rest: np.ndarray, grey_moved: np.ndarray, mesh_rest: np.nda
     followed = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (np.linalg.norm((back - start)[:, 0], axis=1) < BACK_PX)
     if followed.mean() < TRACKED_SHARE:
         return None
-    before = to_face_frame(mesh_rest, mesh_rest[points, :2], points, template)
-    skin = to_face_frame(mesh_moved, ahead[:, 0], points, template) - before
-    found = to_face_frame(mesh_moved, mesh_moved[points, :2], points, template) - before
-    return share_of_rig(skin[followed], asked[followed]), share_of_rig(found[followed], asked[followed])
+    n = len(template)
+    flowed = np.array(mesh_moved[:n], np.float64)   # the second mesh, its points where the flow took them
+    flowed[points, :2] = ahead[:, 0]                # (the brows are none of the pose-fitting points)
+    before, skin, found = normalise_pose(np.stack([mesh_rest[:n], flowed, mesh_moved[:n]]), template)[:, points, :2]
+    return (share_of_move((skin - before)[followed], asked[followed], MOVES_AT_LEAST),
+            share_of_move((found - before)[followed], asked[followed], MOVES_AT_LEAST))
 
 
 def clip_pairs(clip, video: Path, au: str, rig, points: list[int]) -> list[tuple[float, float]]:
