@@ -102,7 +102,7 @@ def rig_targets(mesh: np.ndarray, current: np.ndarray, targets: np.ndarray, rig)
 
     moved = np.repeat(np.asarray(mesh, np.float64)[None], len(targets), axis=0)
     for i, target in enumerate(targets):
-        moved[i, : len(rig.template)] = rig.displace(mesh, added_aus(current, target))
+        moved[i, : len(rig.template)] = rig.displace(mesh, added_aus(current, target, rig))
     return moved
 
 

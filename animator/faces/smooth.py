@@ -6,6 +6,12 @@ smoothing a whole video) has zero phase: a still face's detector jitter (white, 
 while a turning head (motion below ~2 Hz) keeps its timing — no lag, only very fast starts and
 stops are rounded a little. Boxes and the 5 points are smoothed, so every crop policy
 computed from them (``align.crop_transform``) is smooth too.
+
+Meshes (which the motion stage warps from) are smoothed so too, but each point is then held
+within :data:`MESH_HOLD` noise levels of where the landmark model found it: a blink closes an
+eye within a frame or two and lips move as fast in speech, and a mesh smoothed past them puts
+lids and lips where the picture does not have them, so the warp would tear the wrong pixels.
+The noise level is measured on each track (:func:`landmark_noise`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from animator.faces.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from animator.faces.track import FaceObservation, Tracks
 
 DEFAULT_CUTOFF_HZ = 2.0
 ORDER = 2  # the closed forms below are for this order
+MESH_HOLD = 3.0  # a smoothed mesh point stays within this many noise levels of the found one
 
 
 def butter_lowpass(cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +89,33 @@ def smooth_track_points(times: np.ndarray, points: np.ndarray, cutoff_hz: float 
     return smooth_series(times, points, cutoff_hz).astype(np.float32)
 
 
+def eye_span(meshes: np.ndarray) -> np.ndarray:
+    """(N,) frame pixels between the outer eye corners of (N, P, D) meshes: the face's scale."""
+    return np.linalg.norm(meshes[:, LEFT_EYE_OUTER, :2] - meshes[:, RIGHT_EYE_OUTER, :2], axis=-1)
+
+
+def landmark_noise(meshes: np.ndarray) -> float:
+    """The landmark model's jitter on one track of (N >= 3, P, D) meshes, as a fraction of the
+    eye-corner span: a robust (median-based) standard deviation of each point's departure from
+    the midpoint of its neighbours in time, which white noise of variance v gives variance 1.5 v
+    (real motion is smooth over three frames, or -- blinks -- too rare to move the median)."""
+    span = eye_span(meshes)
+    departure = (meshes[1:-1] - (meshes[:-2] + meshes[2:]) / 2) / span[1:-1, None, None]
+    return float(1.4826 * np.median(np.abs(departure)) / np.sqrt(1.5))
+
+
+def smooth_meshes(times: np.ndarray, meshes: np.ndarray, cutoff_hz: float = DEFAULT_CUTOFF_HZ) -> np.ndarray:
+    """(N, P, D) face meshes of one track -> smoothed float32 copy: :func:`smooth_series`, with
+    every point held within :data:`MESH_HOLD` noise levels (:func:`landmark_noise`) of where it
+    was found, so that jitter is removed but blinks and speech are kept."""
+    meshes = np.asarray(meshes, dtype=np.float64)
+    smooth = smooth_series(times, meshes, cutoff_hz)
+    if len(meshes) < 3:
+        return smooth.astype(np.float32)
+    hold = (MESH_HOLD * landmark_noise(meshes) * eye_span(meshes))[:, None, None]
+    return (meshes + np.clip(smooth - meshes, -hold, hold)).astype(np.float32)
+
+
 def _runs(tracks: Tracks, obs: list[FaceObservation]) -> list[list[FaceObservation]]:
     """Split a track's observations where frames are missing (gaps longer than were bridged)."""
     position = {index: pos for pos, (index, _) in enumerate(tracks.frames)}
@@ -104,7 +139,7 @@ def smooth_tracks(tracks: Tracks, cutoff_hz: float = DEFAULT_CUTOFF_HZ, mesh: bo
             points = smooth_track_points(times, np.stack([o.points for o in run]), cutoff_hz)
             meshes = None
             if mesh and all(o.mesh is not None for o in run):
-                meshes = smooth_series(times, np.stack([o.mesh for o in run]), cutoff_hz).astype(np.float32)
+                meshes = smooth_meshes(times, np.stack([o.mesh for o in run]), cutoff_hz)
             for k, o in enumerate(run):
                 smoothed.append(replace(o, box=boxes[k].astype(np.float32), points=points[k],
                                         mesh=meshes[k] if meshes is not None else o.mesh))

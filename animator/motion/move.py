@@ -11,9 +11,10 @@ import functools
 
 import numpy as np
 
+from animator.aus import AU_NAMES
 from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes, picture_blur
 from animator.motion.mouth import fill_mouth, mouth_nodes
-from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig
+from animator.motion.rig import BLINK, LOWER_LIDS, UPPER_LIDS, AURig
 from animator.motion.warp import MotionField, apply_field, motion_field
 
 # each eye's lids: where the field is evaluated at every pixel (a blink's contours meet)
@@ -21,6 +22,7 @@ EYES = tuple(upper + lower for upper, lower in zip(UPPER_LIDS, LOWER_LIDS))
 
 CLOSING = 0.5  # frame pixels an upper lid must come down for its lash band to be kept
 LOWER_GUARD = 0.03  # ... and how far below a closing eye's lower lid (of its width) its guard nodes sit
+LID_RAISER = AU_NAMES.index("AU05")
 
 
 def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,13 +69,21 @@ def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray) ->
     return None if field is None else hold_eyeballs(field, source, moved)
 
 
-def added_aus(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+def added_aus(current: np.ndarray, target: np.ndarray, rig: AURig) -> np.ndarray:
     """What the rig moves a face by, from its ``current`` AUs towards ``target`` (both (17,),
     0-5). Motion only adds: an AU the target asks for beyond what the face shows is moved, one
     the face shows beyond the target is left to the generator. The estimator reads some AUs
     on resting faces (upper lip, lip corners), and undoing those readings would push closed
-    lips into each other; an actor's own speech and blinks also survive an absolute target."""
-    return np.maximum(np.asarray(target, np.float64) - np.asarray(current, np.float64), 0.0)
+    lips into each other; an actor's own speech and blinks also survive an absolute target.
+
+    The upper lid raiser (AU05) lifts a lid by what is left of the eye's opening: an eye the
+    face is closing (AU45 reads i, ``rig.closure(i)`` of its opening shut) is raised
+    ``1 - closure`` as far. A blink under a wide-eyed target then stays a blink, rather than
+    its lid being lifted off the closed eye and an eyeball painted under it."""
+    current = np.asarray(current, np.float64)
+    delta = np.maximum(np.asarray(target, np.float64) - current, 0.0)
+    delta[LID_RAISER] *= 1.0 - rig.closure(float(current[BLINK]))
+    return delta
 
 
 def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: np.ndarray,
@@ -81,7 +91,7 @@ def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: 
     """``frame`` with the face whose mesh (frame px) is ``mesh`` moved from its ``current``
     AUs towards ``target`` (:func:`added_aus`), and the field that did it (None: nothing
     moved)."""
-    delta = added_aus(current, target)
+    delta = added_aus(current, target, rig)
     if not np.any(delta):
         return frame, None
     return move_landmarks(frame, mesh, rig.displace(mesh, delta))
