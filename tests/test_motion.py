@@ -995,9 +995,11 @@ def test_a_closed_lid_is_lit_like_the_skin_above_its_crease(face_image, rig, mon
     assert lid_brightness(lit) > 1.2 * lid_brightness(dark)
 
 
-def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image, rig, monkeypatch):
+@pytest.mark.parametrize("blink", [1.5, 5.0])  # a blink's first frames (the lid ~0.45 down), shut
+def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image, rig, monkeypatch, blink):
     """The open lid's narrow strip of skin (striped here, as lashes and mascara are), stretched
-    over a closing eye, would streak the closed lid: it is smoothed as far as the lid closed."""
+    over a closing eye, would streak the lid: it is smoothed as far as the lid came down, from
+    the first frames of a blink on."""
     from animator.motion import eyes
     from animator.motion.move import added_aus
     from animator.motion.rig import UPPER_LID_SKIN
@@ -1010,7 +1012,7 @@ def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image
         lid = np.zeros(photo.shape[:2], np.uint8)
         cv2.fillPoly(lid, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
         striped[(lid == 1) & columns[None, :]] //= 3
-    target = with_au(current, "AU45", 5.0)
+    target = with_au(current, "AU45", blink)
     moved = rig.displace(mesh, added_aus(current, target, rig))
 
     def streaks(image: np.ndarray) -> float:

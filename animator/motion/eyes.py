@@ -33,7 +33,8 @@ CONTOUR_UPPER, CONTOUR_INNER, CONTOUR_LOWER = slice(1, _LID + 1), _LID + 1, slic
 # as one band (animator.motion.move.opening_nodes); the skin above it stretches over the eye.
 LASH_BAND = 0.06
 LID_SMOOTHING = 0.05          # blur (of the eye's width) of a closed lid's stretched skin, ...
-SMOOTH_FROM, SMOOTH_FULL = 0.3, 0.8  # ... from a lid this far down (of the opening) to fully
+SMOOTH_FROM, SMOOTH_FULL = 0.3, 0.8  # ... from a lid this far down (of the opening) to fully,
+STRETCH_FROM, STRETCH_FULL = 1.1, 1.5  # ... or from its skin stretched this many times as tall
 LID_TONE_GAIN = 1.4           # a closed lid is lit up to this much towards the skin above its crease
 LID_TONE_FEATHER = 0.08       # ... fading out over this fraction of the eye's width
 SUPERSAMPLE = 4               # an opening's coverage of a pixel: from 4 x 4 samples
@@ -123,11 +124,14 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         lid_moves = (after - before) @ towards_lower_lid(before)     # frame px, + towards the lower lid
         outwards = max(-lid_moves[CONTOUR_UPPER].min(), lid_moves[CONTOUR_LOWER].max())
         opened = area_now > area_then and outwards >= 0.25
-        # how far the upper lid came down, as a share of the eye's old opening
+        # how far the upper lid came down, as a share of the eye's old opening, and how far that
+        # stretched its skin (a smile's narrowed eye brings its fold down with the lid: not at all)
         closed = float(np.clip(lid_moves[CONTOUR_UPPER].mean() * width / max(area_then, 1e-9), 0, 1))
-        if width >= 6 and closed > SMOOTH_FROM:
+        amount = 0.0 if closed == 0 else max(
+            np.clip((closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM), 0, 1),
+            np.clip((lid_stretch(source, target, eye, width) - STRETCH_FROM) / (STRETCH_FULL - STRETCH_FROM), 0, 1))
+        if width >= 6 and amount > 0:
             fold = np.asarray(target, np.float64)[list(UPPER_LID_SKIN[eye][0]), :2]
-            amount = min(1.0, (closed - SMOOTH_FROM) / (SMOOTH_FULL - SMOOTH_FROM))
             smooth_lid(warped, after, fold, width, amount, lid_skin_colour(frame, source, eye))
         if width < 4 or not (shut or opened):
             continue                                    # neither shut nor opened beyond the old opening
@@ -165,6 +169,18 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         region = warped[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
         region[:] = np.clip(np.rint(region * (1 - a) + colour[r0:r1, c0:c1] * a), 0, 255).astype(warped.dtype)
     return warped
+
+
+def lid_stretch(source: np.ndarray, target: np.ndarray, eye: int, width: float) -> float:
+    """How many times as tall the upper lid's skin between its lash band and its fold is after
+    the move (``source`` to ``target``, frame px; ``width``: the eye's) as before, on average
+    along the lid: the open lid's narrow strip that a closing lid stretches over the eye."""
+    upper, fold = list(UPPER_LIDS[eye]), list(UPPER_LID_SKIN[eye][0])
+
+    def skin(points: np.ndarray) -> float:
+        return float(np.linalg.norm(points[upper, :2] - points[fold, :2], axis=1).mean()) - LASH_BAND * width
+
+    return skin(np.asarray(target, np.float64)) / max(skin(np.asarray(source, np.float64)), LASH_BAND * width)
 
 
 def towards_lower_lid(contour: np.ndarray) -> np.ndarray:
