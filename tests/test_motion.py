@@ -670,7 +670,7 @@ def test_a_wide_open_mouth_tears_under_its_upper_teeth(rig):
         torn_at = TEETH_HEIGHT * width if teeth_row else gap / 2
         target = source.copy()
         target[low, 1] += 20.0
-        sources, targets, _ = mouth_nodes(source, target)
+        sources, targets, _, _ = mouth_nodes(source, target)
         middle = np.flatnonzero(np.array(up) == 13)[0]  # the pair in the middle of the lips
         assert np.linalg.norm(sources[middle] - source[13]) == pytest.approx(torn_at, rel=1e-6)
 
@@ -692,6 +692,22 @@ def test_an_open_mouth_opened_further_keeps_its_own_teeth_and_tears_between_them
     column = [np.rint(moved[13, :2] + f * (moved[14, :2] - moved[13, :2])).astype(int) for f in np.linspace(0.35, 0.65, 9)]
     values = np.array([after[y, x] for x, y in column])
     assert values.max() < 90 and values.std() < 12
+
+
+def test_an_opening_mouth_fades_its_paint_in(face_image, rig):
+    """A jaw dropping slowly over a smile's teeth: the mouth tears a pixel wide at once, and
+    its paint fades in as it parts further, so no frame of the ramp changes the mouth much more
+    than its neighbours do (painted at once, one step changed it nine times as much: a dark
+    band across the teeth from one frame to the next)."""
+    mesh, current = read_face(face_image)
+    corners = mesh[[61, 291], :2]
+    centre, width = corners.mean(0), float(np.linalg.norm(corners[1] - corners[0]))
+    x0, y0 = np.rint(centre - (0.8 * width, 0.5 * width)).astype(int)
+    x1, y1 = np.rint(centre + (0.8 * width, 0.6 * width)).astype(int)
+    frames = [move_face(face_image, mesh, current, with_au(current, "AU26", current[AU_NAMES.index("AU26")] + v),
+                        rig)[0][y0:y1, x0:x1].astype(float) for v in np.arange(0.0, 0.8, 0.05)]
+    steps = np.array([np.abs(b - a).mean() for a, b in zip(frames, frames[1:])])
+    assert (steps[1:-1] < 2 * np.maximum(steps[:-2], steps[2:])).all()
 
 
 def synthetic_clips(basis: np.ndarray, template: np.ndarray, rng) -> list[Clip]:

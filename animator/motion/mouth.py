@@ -40,6 +40,7 @@ MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
 TEARS_FROM = 1.0             # frame px a facing pair of inner-lip points must part beyond the source's
+                             # to tear; the paint fades in over as much again
 MOSTLY_TORN = 0.5            # a kept inside is painted over fully once this share of the opening tore
 KEPT_PIXELS = 4              # the source's inside kept beside the torn part: judged from this many px,
 KEPT_SHARE = 0.75            # ... by its bright part (teeth show among dark gaps and corners) ...
@@ -75,9 +76,10 @@ def polygon_area(points: np.ndarray) -> float:
     return 0.5 * abs(float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0]))
 
 
-def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Field nodes for the inside of the mouth (source, target; each (K, 2) frame px) and the
-    part of the opening they tear open (a polygon (M, 2), target frame px).
+def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Field nodes for the inside of the mouth (source, target; each (K, 2) frame px), the
+    part of the opening they tear open (a polygon (M, 2), target frame px) and how far the
+    lips part beyond the source's (frame px, the widest of the facing pairs).
 
     Between each facing pair of inner-lip points sits a node: at their midpoint, or, in a wide
     open mouth, a row of upper teeth (:data:`TEETH_HEIGHT`) below the upper lip. Where the pair
@@ -97,12 +99,13 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     middle = source[up] + share * (source[low] - source[up])
     with_upper, with_lower = middle + target[up] - source[up], middle + target[low] - source[low]
     _, across = mouth_axes(*target[list(MOUTH_CORNERS)])
-    tears = (with_lower - with_upper) @ across > TEARS_FROM
+    parting = (with_lower - with_upper) @ across
+    tears = parting > TEARS_FROM
     midway = (with_upper + with_lower) / 2
     top, bottom = np.where(tears[:, None], with_upper, midway), np.where(tears[:, None], with_lower, midway)
     sources, targets = np.vstack([middle, middle[tears]]), np.vstack([top, with_lower[tears]])
     torn = np.vstack([target[INNER_LIPS[0]], top, target[INNER_LIPS[len(UPPER_INNER) - 1]], bottom[::-1]])
-    return sources, targets, torn
+    return sources, targets, torn, float(parting.max())
 
 
 def mouth_axes(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,9 +124,12 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray, blur: 
     when it shows teeth (brighter than the lips); a dark inside (lips parted on the dark of the
     mouth) is painted over with the rest, teeth included, since teeth sit behind the lips
     whatever the source showed, as far as the tear is most of the opening. Both blend in
-    gradually, so a talking mouth does not flicker."""
+    gradually, so a talking mouth does not flicker, and the paint fades in as the lips part
+    from :data:`TEARS_FROM` to twice that beyond the source's: a tear starts a pixel wide, and
+    painted at once, an opening jaw drew a dark band across a smile's teeth from one frame to
+    the next."""
     source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    _, _, torn = mouth_nodes(source, target)
+    _, _, torn, parting = mouth_nodes(source, target)
     lips_tgt = target[list(INNER_LIPS), :2]
     width = float(np.linalg.norm(np.subtract(*target[list(MOUTH_CORNERS), :2])))
     torn_area, opening_area = polygon_area(torn), polygon_area(lips_tgt)
@@ -149,7 +155,7 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray, blur: 
         rank = int(KEPT_SHARE * (len(luma) - 2))
         brightness = float(np.partition(luma[:-1], rank)[rank]) / max(float(luma[-1]), 1.0)
         over_kept *= 1 - float(np.clip((brightness - TEETH_SHOWN[0]) / (TEETH_SHOWN[1] - TEETH_SHOWN[0]), 0, 1))
-    alpha = torn_alpha + (opening_alpha - torn_alpha) * over_kept
+    alpha = (torn_alpha + (opening_alpha - torn_alpha) * over_kept) * float(np.clip(parting / TEARS_FROM - 1, 0, 1))
     mouth = MouthFrame.of(lips_tgt - (x0, y0), target[list(MOUTH_CORNERS), :2] - (x0, y0), box)
     # the opening as a mean height (area / mouth width): a smile widens the lips' sliver, not this
     paint = _inside(mouth, _depth(lips_tgt - (x0, y0), box), lips, width, opening_area / width, teeth=over_kept)

@@ -54,7 +54,7 @@ def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, n
             guard = sl + LOWER_GUARD * width * down
             sources.append(guard)
             targets.append(guard + tl - sl)
-    mouth_sources, mouth_targets, _ = mouth_nodes(source, target)
+    mouth_sources, mouth_targets, _, _ = mouth_nodes(source, target)
     return np.vstack(sources + [mouth_sources]), np.vstack(targets + [mouth_targets])
 
 
