@@ -43,6 +43,10 @@ SUBPIXEL = 4                  # fractional bits of the polygons' vertices (cv2.f
 # lashes, pointing down as the lid closes, and their shadow hide a slit that narrow
 SHUT_FROM, SHUT_FULL = 0.12, 0.03
 UNCOVERED_PX = 0.75           # frame px^2 an opening must grow or shrink by to be painted
+EYE_STILL = 1e-3              # frame px: an eye contour moved less than this has not moved
+OPENS_FROM, OPEN_FADE = 0.1, 1.0  # frame px a lid must move out for the eyeball to be painted; its
+                             # paint fades in over this much more (its band past the old margin
+                             # would otherwise appear at once)
 OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the old lid margin (its shadow)
 LID_SHADOW = 0.15             # how much darker the eyeball is right under a lid ...
 SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
@@ -77,13 +81,14 @@ def polygon_coverage(polygon: np.ndarray, origin: tuple[int, int], shape: tuple[
 def hold_eyeballs(field: MotionField, source: np.ndarray, target: np.ndarray) -> MotionField:
     """``field`` with each eye's new opening showing the eyeball where it was: the eyeball sits
     in the skull, and the rig moves only the soft tissue around it (an eye whose contour does
-    not move is left as the field has it). ``source`` and ``target`` are the face's landmarks
-    (>= 468, frame px) before and after the move."""
+    not move is left as the field has it; one that moves at all is held, or the eyeball would
+    jump from following the lids to staying as they cross a threshold). ``source`` and
+    ``target`` are the face's landmarks (>= 468, frame px) before and after the move."""
     offsets = field.offsets.copy()
     x0, y0, x1, y1 = field.box
     for eye in range(2):
         contour = [*EYE_CORNERS[eye], *UPPER_LIDS[eye], *LOWER_LIDS[eye]]
-        if np.abs(target[contour, :2] - source[contour, :2]).max() < 0.5:
+        if np.abs(target[contour, :2] - source[contour, :2]).max() < EYE_STILL:
             continue
         opening = eye_contour(target, eye)
         ex0, ey0 = np.clip(np.floor(opening.min(0)).astype(int) - 1, (x0, y0), (x1, y1))
@@ -123,7 +128,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             (SHUT_FROM * width - area_now / width) / ((SHUT_FROM - SHUT_FULL) * width), 0, 1)
         lid_moves = (after - before) @ towards_lower_lid(before)     # frame px, + towards the lower lid
         outwards = max(-lid_moves[CONTOUR_UPPER].min(), lid_moves[CONTOUR_LOWER].max())
-        opened = area_now > area_then and outwards >= 0.25
+        opened = area_now > area_then and outwards >= OPENS_FROM
         # how far the upper lid came down, as a share of the eye's old opening, and how far that
         # stretched its skin (a smile's narrowed eye brings its fold down with the lid: not at all)
         closed = float(np.clip(lid_moves[CONTOUR_UPPER].mean() * width / max(area_then, 1e-9), 0, 1))
@@ -161,6 +166,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
                 continue
             centre, radius = iris_circle(source, eye, width)
             colour, alpha = soften(*eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width), sigma)
+            alpha = alpha * min(1.0, (outwards - OPENS_FROM) / OPEN_FADE)
         rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
         if not len(rows):
             continue
