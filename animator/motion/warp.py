@@ -116,30 +116,30 @@ class PiecewiseLinear:
 
     def sample(self, grid: Grid) -> np.ndarray:
         """(ny, nx, C) values at the grid's points."""
-        out = np.zeros((grid.ny, grid.nx, self.channels))
+        c = self.channels
+        out = np.zeros((grid.ny * grid.nx, c))
         origin, spacing, size = np.array([grid.x0, grid.y0]), np.array([grid.dx, grid.dy]), np.array([grid.nx, grid.ny])
-        first = np.maximum(np.ceil((self.lo - origin) / spacing), 0).astype(int)   # (T, 2) grid index
-        last = np.minimum(np.floor((self.hi - origin) / spacing), size - 1).astype(int)
+        first = np.maximum(np.ceil((self.lo - origin) / spacing), 0).astype(np.int32)   # (T, 2) grid index
+        last = np.minimum(np.floor((self.hi - origin) / spacing), size - 1).astype(np.int32)
         extent = np.maximum(last - first + 1, 0)
         counts = extent[:, 0] * extent[:, 1]
         touching = np.flatnonzero(counts)                           # triangles over some grid point
         if not len(touching):
-            return out
+            return out.reshape(grid.ny, grid.nx, c)
         counts, first, width = counts[touching], first[touching], extent[touching, 0]
-        row = np.repeat(np.arange(len(counts)), counts)            # per candidate point: its row
-        rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-        i = first[row, 0] + rank % width[row]
-        j = first[row, 1] + rank // width[row]
-        triangle = touching[row]
-        corner = self.affine[:, :6][triangle]                      # a (2) and the inverse (4)
-        dx, dy = grid.x0 + i * grid.dx - corner[:, 0], grid.y0 + j * grid.dy - corner[:, 1]
-        s = dx * corner[:, 2] + dy * corner[:, 4]                   # barycentric coordinates
-        t = dx * corner[:, 3] + dy * corner[:, 5]
-        inside = (s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9)
-        dx, dy, value = dx[inside, None], dy[inside, None], self.affine[triangle[inside], 6:]
-        c = self.channels
-        out[j[inside], i[inside]] = value[:, :c] + dx * value[:, c:2 * c] + dy * value[:, 2 * c:]
-        return out
+        row = np.repeat(np.arange(len(counts), dtype=np.int32), counts)   # per candidate point: its row
+        rank = np.arange(len(row), dtype=np.int32) - np.repeat(np.cumsum(counts, dtype=np.int32) - counts, counts)
+        across = width[row]
+        i = first[row, 0] + rank % across
+        j = first[row, 1] + rank // across
+        affine = self.affine[touching][row]                         # each candidate's triangle, one gather
+        dx, dy = grid.x0 + i * grid.dx - affine[:, 0], grid.y0 + j * grid.dy - affine[:, 1]
+        s = dx * affine[:, 2] + dy * affine[:, 4]                   # barycentric coordinates
+        t = dx * affine[:, 3] + dy * affine[:, 5]
+        inside = np.flatnonzero((s >= -1e-9) & (t >= -1e-9) & (s + t <= 1 + 1e-9))
+        dx, dy, value = dx[inside, None], dy[inside, None], affine[inside, 6:]
+        out[j[inside] * grid.nx + i[inside]] = value[:, :c] + dx * value[:, c:2 * c] + dy * value[:, 2 * c:]
+        return out.reshape(grid.ny, grid.nx, c)
 
 
 def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
