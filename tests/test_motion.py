@@ -697,18 +697,31 @@ def test_an_open_mouth_opened_further_keeps_its_own_teeth_and_tears_between_them
 @pytest.mark.parametrize("name", ["AU05", "AU07", "AU26"])
 def test_a_slow_ramp_changes_the_face_smoothly(face_image, rig, name):
     """An AU rising slowly from the face's own value: no step of the ramp changes the face
-    much more than the steps around it. What the motion stage does only past a threshold
-    fades in instead: the eyeball held still once the lids move (a lid tightened by 0.4
-    jumped its iris's edge), the eyeball painted as a lid rises (its band past the old margin
-    appeared at once), a mouth's tear painted as the lips part (a dark band across a smile's
-    teeth); those steps changed the face 3.5 to 9 times as much as their neighbours."""
+    much more than the steps around it (:mod:`pipelines.motion_ramps`). What the motion stage
+    does only past a threshold fades in instead: the eyeball held still once the lids move (a
+    lid tightened by 0.4 jumped its iris's edge), the eyeball painted as a lid rises (its band
+    past the old margin appeared at once), a mouth's tear painted as the lips part (a dark band
+    across a smile's teeth); those steps changed the face 3.5 to 9 times as much as their
+    neighbours."""
+    from pipelines.motion_ramps import jumps, ramp_steps
+
     mesh, current = read_face(face_image)
-    (x0, y0), (x1, y1) = mesh[:468, :2].min(0).astype(int), mesh[:468, :2].max(0).astype(int)
-    k = AU_NAMES.index(name)
-    frames = [move_face(face_image, mesh, current, with_au(current, name, current[k] + v), rig)[0][y0:y1, x0:x1]
-              .astype(float) for v in np.arange(0.0, 0.8, 0.05)]
-    steps = np.array([np.abs(b - a).mean() for a, b in zip(frames, frames[1:])])
-    assert (steps[1:-1] < 2 * np.maximum(steps[:-2], steps[2:])).all(), steps.round(3)
+    steps = ramp_steps(face_image, mesh, current, name, rig, np.arange(0.0, 0.8, 0.05))
+    assert (jumps(steps) < 2).all(), steps.round(3)
+
+
+def test_motion_ramps_reports_each_aus_largest_jump(face_image, tmp_path, capsys):
+    from animator.media.images import write_image
+    from pipelines.motion_ramps import main
+
+    photo = tmp_path / "face.png"
+    write_image(photo, face_image)
+    assert main([str(photo), "--aus", "AU26", "--to", "0.3", "--step", "0.1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["inputs"][str(photo)]) == {"AU26"}
+    assert 0 < report["inputs"][str(photo)]["AU26"]["jump"] < 2
+    assert main([str(photo), "--aus", "AU99"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --aus: unknown AU99"
 
 
 def synthetic_clips(basis: np.ndarray, template: np.ndarray, rng) -> list[Clip]:
