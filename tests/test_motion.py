@@ -724,6 +724,20 @@ def test_motion_ramps_reports_each_aus_largest_jump(face_image, tmp_path, capsys
     assert capsys.readouterr().err.strip() == "error: --aus: unknown AU99"
 
 
+def test_a_rising_upper_lip_bares_the_teeth_it_showed(face_image, rig):
+    """The upper teeth sit in the skull: an upper lip raised (AU10) over the photo's smile bares
+    more of them, with no dark band across them. (When what the mouth showed went with its
+    lips, the opening tore between the teeth's halves: luma 36 in the middle of the teeth.)"""
+    from animator.motion.move import added_aus
+
+    mesh, current = read_face(face_image)
+    target = with_au(current, "AU10", 2.5)
+    out, _ = move_face(face_image, mesh, current, target, rig)
+    moved = rig.displace(mesh, added_aus(current, target, rig))
+    column = [np.rint(moved[13, :2] + f * (moved[14, :2] - moved[13, :2])).astype(int) for f in np.linspace(0.15, 0.85, 8)]
+    assert min(luma(out)[y, x] for x, y in column) > 90
+
+
 def synthetic_clips(basis: np.ndarray, template: np.ndarray, rng) -> list[Clip]:
     clips = []
     for c in range(4):

@@ -39,6 +39,8 @@ UPPER_INNER = INNER_LIPS[:11]
 MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
+BARED_FROM = 2.0             # frame px an upper lip must stand open for what it shows to stay as it rises
+BARED_GROWTH = 1.0           # ... up to this much of its own height bared (stretched) at most
 TEARS_FROM = 1.0             # frame px a facing pair of inner-lip points must part beyond the source's
                              # to tear; the paint fades in over as much again
 MOSTLY_TORN = 0.5            # a kept inside is painted over fully once this share of the opening tore
@@ -88,7 +90,12 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     so what the source shows inside its lips keeps its shape, carried by its own lip (the upper
     teeth by the upper lip; the tongue and lower teeth by the jaw); between the two lies the
     torn part, which :func:`fill_mouth` paints. (Stretched, a smile's teeth drew long grey
-    streaks down an opened mouth; split at the middle, a wide open mouth's tongue tore in two.)"""
+    streaks down an opened mouth; split at the middle, a wide open mouth's tongue tore in two.)
+    The upper teeth sit in the skull, though: where the source's lips stand open (from
+    :data:`BARED_FROM`, fully a row of teeth wider), an upper lip that rises leaves the upper
+    node where it was and bares more of what it showed, up to :data:`BARED_GROWTH` of the strip
+    it showed; carried up, the teeth's halves tore apart under a raised lip (AU10 over a toothy
+    smile drew a dark band across the teeth)."""
     source, target = np.asarray(source, np.float64)[:, :2], np.asarray(target, np.float64)[:, :2]
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     # the upper lip carries at most a row of upper teeth; below them (the tongue, the lower
@@ -97,8 +104,15 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     gap = np.linalg.norm(source[low] - source[up], axis=1)
     share = np.minimum(0.5, teeth / np.maximum(gap, 1e-9))[:, None]
     middle = source[up] + share * (source[low] - source[up])
-    with_upper, with_lower = middle + target[up] - source[up], middle + target[low] - source[low]
     _, across = mouth_axes(*target[list(MOUTH_CORNERS)])
+    # the upper teeth sit in the skull: an open upper lip that rises (towards the nose) bares
+    # more of what it shows, its strip down to the node growing by at most BARED_GROWTH of
+    # itself, rather than lifting it; a closed mouth's seam goes with its lips
+    lift = target[up] - source[up]
+    rise = np.minimum(-(lift @ across), BARED_GROWTH * share[:, 0] * gap).clip(0, None)
+    bared = np.clip((gap - BARED_FROM) / teeth, 0, 1) * rise
+    with_upper = middle + lift + bared[:, None] * across
+    with_lower = middle + (target[low] - source[low])
     parting = (with_lower - with_upper) @ across
     tears = parting > TEARS_FROM
     midway = (with_upper + with_lower) / 2
