@@ -724,18 +724,20 @@ def test_motion_ramps_reports_each_aus_largest_jump(face_image, tmp_path, capsys
     assert capsys.readouterr().err.strip() == "error: --aus: unknown AU99"
 
 
-def test_a_rising_upper_lip_bares_the_teeth_it_showed(face_image, rig):
-    """The upper teeth sit in the skull: an upper lip raised (AU10) over the photo's smile bares
-    more of them, with no dark band across them. (When what the mouth showed went with its
-    lips, the opening tore between the teeth's halves: luma 36 in the middle of the teeth.)"""
+@pytest.mark.parametrize("name, value, teeth", [("AU10", 2.5, 90), ("AU25", 3.0, 150)])
+def test_a_lip_leaving_the_teeth_bares_them(face_image, rig, name, value, teeth):
+    """The upper teeth sit in the skull and the lower ones in the jaw: an upper lip raised
+    (AU10) or a lower lip parted from them (AU25, the jaw still) over the photo's smile bares
+    more of them, with no dark band torn across them. (When what the mouth showed went with
+    its lips, the opening tore between the teeth's halves: luma 36 and 114 at the darkest.)"""
     from animator.motion.move import added_aus
 
     mesh, current = read_face(face_image)
-    target = with_au(current, "AU10", 2.5)
+    target = with_au(current, name, value)
     out, _ = move_face(face_image, mesh, current, target, rig)
     moved = rig.displace(mesh, added_aus(current, target, rig))
     column = [np.rint(moved[13, :2] + f * (moved[14, :2] - moved[13, :2])).astype(int) for f in np.linspace(0.15, 0.85, 8)]
-    assert min(luma(out)[y, x] for x, y in column) > 90
+    assert min(luma(out)[y, x] for x, y in column) > teeth
 
 
 def synthetic_clips(basis: np.ndarray, template: np.ndarray, rng) -> list[Clip]:

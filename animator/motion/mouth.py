@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from animator.estimate.geometry import MESH
 from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 from animator.motion.softness import Blur, soften
 
@@ -91,11 +92,12 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     teeth by the upper lip; the tongue and lower teeth by the jaw); between the two lies the
     torn part, which :func:`fill_mouth` paints. (Stretched, a smile's teeth drew long grey
     streaks down an opened mouth; split at the middle, a wide open mouth's tongue tore in two.)
-    The upper teeth sit in the skull, though: where the source's lips stand open (from
+    The teeth sit in the skull and the jaw, though: where the source's lips stand open (from
     :data:`BARED_FROM`, fully a row of teeth wider), an upper lip that rises leaves the upper
-    node where it was and bares more of what it showed, up to :data:`BARED_GROWTH` of the strip
-    it showed; carried up, the teeth's halves tore apart under a raised lip (AU10 over a toothy
-    smile drew a dark band across the teeth)."""
+    node where it was, and a lower lip that drops further than the jaw (the menton) leaves the
+    lower node with the jaw; each bares more of what it showed, up to :data:`BARED_GROWTH` of
+    the strip it showed. Carried with the lips, the teeth's halves tore apart (AU10 or AU25
+    over a toothy smile drew a dark band across the teeth)."""
     source, target = np.asarray(source, np.float64)[:, :2], np.asarray(target, np.float64)[:, :2]
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     # the upper lip carries at most a row of upper teeth; below them (the tongue, the lower
@@ -112,7 +114,12 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     rise = np.minimum(-(lift @ across), BARED_GROWTH * share[:, 0] * gap).clip(0, None)
     bared = np.clip((gap - BARED_FROM) / teeth, 0, 1) * rise
     with_upper = middle + lift + bared[:, None] * across
-    with_lower = middle + (target[low] - source[low])
+    # the lower teeth sit in the jaw (the menton's move): a lower lip that drops further than
+    # the jaw bares more of what it shows, by the same rule
+    drop = target[low] - source[low]
+    jaw = (target[MESH.chin[0]] - source[MESH.chin[0]]) @ across
+    sinks = np.minimum(drop @ across - jaw, BARED_GROWTH * (1 - share[:, 0]) * gap).clip(0, None)
+    with_lower = middle + drop - (np.clip((gap - BARED_FROM) / teeth, 0, 1) * sinks)[:, None] * across
     parting = (with_lower - with_upper) @ across
     tears = parting > TEARS_FROM
     midway = (with_upper + with_lower) / 2
