@@ -675,6 +675,25 @@ def test_a_wide_open_mouth_tears_under_its_upper_teeth(rig):
         assert np.linalg.norm(sources[middle] - source[13]) == pytest.approx(torn_at, rel=1e-6)
 
 
+def test_a_raised_upper_lip_bares_a_narrow_opening_and_tears_a_wide_one(rig):
+    """An upper lip raised 8 px over a mouth open two rows of teeth (a toothy smile) leaves
+    what it showed in place, nothing torn; over a mouth open four rows (its inside more than its
+    teeth) it tears as before, for :func:`fill_mouth` to paint teeth under the lip."""
+    from animator.motion.mouth import MOUTH_CORNERS, TEARS_FROM, TEETH_HEIGHT, mouth_nodes
+    from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+
+    face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    width = float(np.linalg.norm(np.subtract(*face[list(MOUTH_CORNERS)])))
+    for rows, torn in ((2.0, False), (4.0, True)):
+        source = face.copy()
+        source[low, 1] = source[up, 1] + rows * TEETH_HEIGHT * width
+        target = source.copy()
+        target[up, 1] -= 8.0
+        parting = mouth_nodes(source, target)[3]
+        assert (parting > TEARS_FROM) == torn, (rows, parting)
+
+
 def test_an_open_mouth_opened_further_keeps_its_own_teeth_and_tears_between_them(face_image, rig):
     """The photo's smile shows its upper teeth. Dropped open at 5, they move with the upper lip
     (the same pixels under the lip's middle), the middle of the opening is a dark, even cavity

@@ -41,7 +41,9 @@ MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
 BARED_FROM = 2.0             # frame px an upper lip must stand open for what it shows to stay as it rises
-BARED_GROWTH = 1.0           # ... up to this much of its own height bared (stretched) at most
+BARED_GROWTH = 1.0           # ... up to this much of its own height bared (stretched) at most,
+BARED_ROWS = (2.3, 3.0)      # ... in a mouth open up to this many rows of teeth (fading out):
+                             # wider, it shows the mouth's inside more than teeth, and tears
 TEARS_FROM = 1.0             # frame px a facing pair of inner-lip points must part beyond the source's
                              # to tear; the paint fades in over as much again
 MOSTLY_TORN = 0.5            # a kept inside is painted over fully once this share of the opening tore
@@ -92,12 +94,14 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     teeth by the upper lip; the tongue and lower teeth by the jaw); between the two lies the
     torn part, which :func:`fill_mouth` paints. (Stretched, a smile's teeth drew long grey
     streaks down an opened mouth; split at the middle, a wide open mouth's tongue tore in two.)
-    The teeth sit in the skull and the jaw, though: where the source's lips stand open (from
-    :data:`BARED_FROM`, fully a row of teeth wider), an upper lip that rises leaves the upper
-    node where it was, and a lower lip that drops further than the jaw (the menton) leaves the
-    lower node with the jaw; each bares more of what it showed, up to :data:`BARED_GROWTH` of
-    the strip it showed. Carried with the lips, the teeth's halves tore apart (AU10 or AU25
-    over a toothy smile drew a dark band across the teeth)."""
+    The teeth sit in the skull and the jaw, though: where the source's lips stand open on them
+    (from :data:`BARED_FROM`, fully a row of teeth wider, in a mouth open at most about
+    :data:`BARED_ROWS` rows of teeth), an upper lip that rises leaves the upper node where it
+    was, and a lower lip that drops further than the jaw (the menton) leaves the lower node with
+    the jaw; each bares more of what it showed, up to :data:`BARED_GROWTH` of the strip it
+    showed. Carried with the lips, the teeth's halves tore apart (AU10 or AU25 over a toothy
+    smile drew a dark band across the teeth). A wider open mouth shows its inside more than its
+    teeth, and still tears, its upper teeth painted under the raised lip."""
     source, target = np.asarray(source, np.float64)[:, :2], np.asarray(target, np.float64)[:, :2]
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     # the upper lip carries at most a row of upper teeth; below them (the tongue, the lower
@@ -107,19 +111,19 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     share = np.minimum(0.5, teeth / np.maximum(gap, 1e-9))[:, None]
     middle = source[up] + share * (source[low] - source[up])
     _, across = mouth_axes(*target[list(MOUTH_CORNERS)])
-    # the upper teeth sit in the skull: an open upper lip that rises (towards the nose) bares
-    # more of what it shows, its strip down to the node growing by at most BARED_GROWTH of
-    # itself, rather than lifting it; a closed mouth's seam goes with its lips
-    lift = target[up] - source[up]
-    rise = np.minimum(-(lift @ across), BARED_GROWTH * share[:, 0] * gap).clip(0, None)
-    bared = np.clip((gap - BARED_FROM) / teeth, 0, 1) * rise
-    with_upper = middle + lift + bared[:, None] * across
-    # the lower teeth sit in the jaw (the menton's move): a lower lip that drops further than
-    # the jaw bares more of what it shows, by the same rule
-    drop = target[low] - source[low]
+    # the teeth sit in the skull and the jaw: where the lips stand open on them (more than a
+    # seam, in a mouth open at most about two rows of teeth), an upper lip that rises towards
+    # the nose, or a lower lip that drops further than the jaw (the menton's move), bares more
+    # of what it shows, its strip to the node growing by at most BARED_GROWTH of itself
+    rows = float(gap.max()) / teeth
+    on_teeth = (np.clip((gap - BARED_FROM) / teeth, 0, 1)
+                * np.clip((BARED_ROWS[1] - rows) / (BARED_ROWS[1] - BARED_ROWS[0]), 0, 1))
+    lift, drop = target[up] - source[up], target[low] - source[low]
     jaw = (target[MESH.chin[0]] - source[MESH.chin[0]]) @ across
+    rise = np.minimum(-(lift @ across), BARED_GROWTH * share[:, 0] * gap).clip(0, None)
     sinks = np.minimum(drop @ across - jaw, BARED_GROWTH * (1 - share[:, 0]) * gap).clip(0, None)
-    with_lower = middle + drop - (np.clip((gap - BARED_FROM) / teeth, 0, 1) * sinks)[:, None] * across
+    with_upper = middle + lift + (on_teeth * rise)[:, None] * across
+    with_lower = middle + drop - (on_teeth * sinks)[:, None] * across
     parting = (with_lower - with_upper) @ across
     tears = parting > TEARS_FROM
     midway = (with_upper + with_lower) / 2
