@@ -30,7 +30,6 @@ motion inside the requested AUs' FACS regions (the rig's supports); both are rea
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tarfile
 from fractions import Fraction
@@ -42,6 +41,7 @@ import numpy as np
 from animator.aus import AU_NAMES, PRESETS, parse_target
 from animator.errors import AnimatorError
 from animator.media.images import read_image, write_image
+from pipelines import print_report
 
 TESTED = ("AU01", "AU02", "AU04", "AU05", "AU12", "AU26", "AU45")
 REQUEST = 4.0
@@ -64,6 +64,8 @@ def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator) -> li
     """Up to ``limit`` near-neutral UTKFace photos, upscaled and padded, in a fixed order."""
     tested = [AU_NAMES.index(n) for n in TESTED]
     kept = []
+    if not (Path(tar_path).is_file() and tarfile.is_tarfile(tar_path)):
+        raise AnimatorError(f"{tar_path}: not a tar file of UTKFace photos")
     with tarfile.open(tar_path) as tar:
         members = sorted((m for m in tar.getmembers() if m.name.endswith(".jpg")), key=lambda m: m.name)
         for member in members[:: max(1, len(members) // (limit * 6))]:
@@ -165,6 +167,63 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray
     return np.vstack([header] + [np.hstack(row) for row in rows])
 
 
+def measure(args: argparse.Namespace) -> dict:
+    """The read-back, motion found, oracle, identity and contact sheet of the command line."""
+    from animator.estimate import AUEstimator  # noqa: PLC0415
+    from animator.faces.detect import FaceDetector  # noqa: PLC0415
+    from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
+    from animator.motion.fit import support_mask  # noqa: PLC0415
+    from animator.motion.rig import AURig  # noqa: PLC0415
+    from pipelines.render import _load_editor  # noqa: PLC0415
+
+    detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
+    editor = _load_editor(args.checkpoint, "cpu", 16)
+    rig = AURig.default()
+    # --motion mode -> (editor, rig)
+    modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
+    faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
+    regions = support_mask(rig.template)
+    readings = {mode: {au: [] for au in TESTED} for mode in (*modes, RIG_LANDMARKS, REFOUND)}
+    found_share = {au: [] for au in TESTED}
+    for _, image in faces:
+        mesh = read_mesh(image, detector, landmarker)
+        base = estimator.estimate(mesh)
+        targets = np.repeat(base[None], len(TESTED), axis=0)
+        for i, au in enumerate(TESTED):
+            targets[i, AU_NAMES.index(au)] = REQUEST
+        moved = rig_targets(mesh, base, targets, rig)
+        on_rig = estimator.estimate(moved)
+        for i, au in enumerate(TESTED):
+            readings[RIG_LANDMARKS][au].append(float(on_rig[i, AU_NAMES.index(au)]))
+        for mode, (mode_editor, mode_rig) in modes.items():
+            for i, (au, edited) in enumerate(zip(TESTED, edit(image, targets, mode_editor, mode_rig))):
+                k = AU_NAMES.index(au)
+                found = read_mesh(edited, detector, landmarker)
+                readings[mode][au].append(float(estimator.estimate(found)[k]) if found is not None else 0.0)
+                if mode == "warp" and found is not None:
+                    refound = with_region_refound(found, moved[i], regions[k])
+                    readings[REFOUND][au].append(float(estimator.estimate(refound)[k]))
+                    found_share[au].append(motion_found(mesh, moved[i], found, regions[k],
+                                                        estimator.template))
+                elif mode == "warp":
+                    readings[REFOUND][au].append(0.0)
+    report = {"faces": len(faces), "request": REQUEST, "reads_as": READS_AS,
+              "source": str(args.utkface.name), "per_au": {
+                  mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
+                              "median": round(float(np.median(v)), 2)} for au, v in per.items()}
+                  for mode, per in readings.items()},
+              "motion_found": {au: round(float(np.median(v)), 2) for au, v in found_share.items() if v}}
+    if args.oracle:
+        report["oracle"] = oracle_readback(args.oracle, detector, landmarker, estimator, rig)
+    if args.identity:
+        compared = {mode: modes[mode] for mode in IDENTITY_MODES}
+        report["identity"] = identity_per_preset(args.identity, faces, compared, detector)
+    if args.sheet:
+        write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
+                    modes, detector)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utkface", type=Path, required=True, help="UTKFace-aligned-200.tar")
@@ -175,64 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identity", type=Path, help="The SFace ONNX model: report identity per preset.")
     parser.add_argument("--oracle", type=Path, help="The expression clips' folder: read back real motion.")
     args = parser.parse_args(argv)
-    from animator.estimate import AUEstimator  # noqa: PLC0415
-    from animator.faces.detect import FaceDetector  # noqa: PLC0415
-    from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
-    from animator.motion.fit import support_mask  # noqa: PLC0415
-    from animator.motion.rig import AURig  # noqa: PLC0415
-    from pipelines.render import _load_editor  # noqa: PLC0415
-
-    try:
-        detector, landmarker, estimator = FaceDetector(), MeshLandmarker(), AUEstimator.default()
-        editor = _load_editor(args.checkpoint, "cpu", 16)
-        rig = AURig.default()
-        # --motion mode -> (editor, rig)
-        modes = {"none": (editor, None), "warp+generator": (editor, rig), "warp": (None, rig)}
-        faces = utk_faces(args.utkface, args.faces, detector, landmarker, estimator)
-        regions = support_mask(rig.template)
-        readings = {mode: {au: [] for au in TESTED} for mode in (*modes, RIG_LANDMARKS, REFOUND)}
-        found_share = {au: [] for au in TESTED}
-        for _, image in faces:
-            mesh = read_mesh(image, detector, landmarker)
-            base = estimator.estimate(mesh)
-            targets = np.repeat(base[None], len(TESTED), axis=0)
-            for i, au in enumerate(TESTED):
-                targets[i, AU_NAMES.index(au)] = REQUEST
-            moved = rig_targets(mesh, base, targets, rig)
-            on_rig = estimator.estimate(moved)
-            for i, au in enumerate(TESTED):
-                readings[RIG_LANDMARKS][au].append(float(on_rig[i, AU_NAMES.index(au)]))
-            for mode, (mode_editor, mode_rig) in modes.items():
-                for i, (au, edited) in enumerate(zip(TESTED, edit(image, targets, mode_editor, mode_rig))):
-                    k = AU_NAMES.index(au)
-                    found = read_mesh(edited, detector, landmarker)
-                    readings[mode][au].append(float(estimator.estimate(found)[k]) if found is not None else 0.0)
-                    if mode == "warp" and found is not None:
-                        refound = with_region_refound(found, moved[i], regions[k])
-                        readings[REFOUND][au].append(float(estimator.estimate(refound)[k]))
-                        found_share[au].append(motion_found(mesh, moved[i], found, regions[k],
-                                                            estimator.template))
-                    elif mode == "warp":
-                        readings[REFOUND][au].append(0.0)
-        report = {"faces": len(faces), "request": REQUEST, "reads_as": READS_AS,
-                  "source": str(args.utkface.name), "per_au": {
-                      mode: {au: {"reads_back": round(float(np.mean(np.array(v) >= READS_AS)), 3),
-                                  "median": round(float(np.median(v)), 2)} for au, v in per.items()}
-                      for mode, per in readings.items()},
-                  "motion_found": {au: round(float(np.median(v)), 2) for au, v in found_share.items() if v}}
-        if args.oracle:
-            report["oracle"] = oracle_readback(args.oracle, detector, landmarker, estimator, rig)
-        if args.identity:
-            compared = {mode: modes[mode] for mode in IDENTITY_MODES}
-            report["identity"] = identity_per_preset(args.identity, faces, compared, detector)
-        if args.sheet:
-            write_sheet(args.sheet, faces[:SHEET_FACES] + [(p.stem, read_image(p)) for p in args.extra],
-                        modes, detector)
-    except AnimatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2))
-    return 0
+    return print_report(lambda: measure(args))
 
 
 def oracle_readback(clips: Path, detector, landmarker, estimator, rig) -> list[dict]:

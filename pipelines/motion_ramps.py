@@ -14,7 +14,6 @@ its two neighbours (about 1: smooth), and ``at``, the AU's rise where that step 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from animator.aus import AU_NAMES
 from animator.errors import AnimatorError
+from pipelines import print_report
 
 RISE_TO = 1.6
 STEP = 0.05
@@ -65,6 +65,38 @@ def first_frame(path: Path) -> np.ndarray:
     return frame.rgb
 
 
+def measure(args: argparse.Namespace) -> dict:
+    """Each input's and AU's largest ramp step over its neighbours."""
+    from animator.estimate import AUEstimator  # noqa: PLC0415
+    from animator.faces.detect import FaceDetector  # noqa: PLC0415
+    from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
+    from animator.motion.rig import AURig  # noqa: PLC0415
+    from pipelines.motion_eval import read_mesh  # noqa: PLC0415
+
+    aus = [name.strip().upper() for name in args.aus.split(",")]
+    unknown = [name for name in aus if name not in AU_NAMES]
+    if unknown:
+        raise AnimatorError(f"--aus: unknown {', '.join(unknown)}")
+    rises = np.arange(0.0, args.to + args.step / 2, args.step) if args.step > 0 else np.zeros(0)
+    if len(rises) < 4:
+        raise AnimatorError(f"--to {args.to} --step {args.step}: a ramp needs at least three steps up")
+    detector, landmarker, estimator, rig = FaceDetector(), MeshLandmarker(), AUEstimator.default(), AURig.default()
+    report = {"step": args.step, "to": args.to, "inputs": {}}
+    for path in args.inputs:
+        image = first_frame(path)
+        mesh = read_mesh(image, detector, landmarker)
+        if mesh is None:
+            raise AnimatorError(f"{path}: no face found")
+        current = estimator.estimate(mesh)
+        per_au = {}
+        for au in aus:
+            ratio = jumps(ramp_steps(image, mesh, current, au, rig, rises))
+            worst = int(np.argmax(ratio))
+            per_au[au] = {"jump": round(float(ratio[worst]), 2), "at": round(float(rises[worst + 1]), 2)}
+        report["inputs"][str(path)] = per_au
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", type=Path, nargs="+", help="Photos or clips (their first frame).")
@@ -72,37 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", type=float, default=RISE_TO, help="How far each AU rises.")
     parser.add_argument("--step", type=float, default=STEP)
     args = parser.parse_args(argv)
-    from animator.estimate import AUEstimator  # noqa: PLC0415
-    from animator.faces.detect import FaceDetector  # noqa: PLC0415
-    from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
-    from animator.motion.rig import AURig  # noqa: PLC0415
-    from pipelines.motion_eval import read_mesh  # noqa: PLC0415
-
-    try:
-        aus = [name.strip().upper() for name in args.aus.split(",")]
-        unknown = [name for name in aus if name not in AU_NAMES]
-        if unknown:
-            raise AnimatorError(f"--aus: unknown {', '.join(unknown)}")
-        detector, landmarker, estimator, rig = FaceDetector(), MeshLandmarker(), AUEstimator.default(), AURig.default()
-        rises = np.arange(0.0, args.to + args.step / 2, args.step)
-        report = {"step": args.step, "to": args.to, "inputs": {}}
-        for path in args.inputs:
-            image = first_frame(path)
-            mesh = read_mesh(image, detector, landmarker)
-            if mesh is None:
-                raise AnimatorError(f"{path}: no face found")
-            current = estimator.estimate(mesh)
-            per_au = {}
-            for au in aus:
-                ratio = jumps(ramp_steps(image, mesh, current, au, rig, rises))
-                worst = int(np.argmax(ratio))
-                per_au[au] = {"jump": round(float(ratio[worst]), 2), "at": round(float(rises[worst + 1]), 2)}
-            report["inputs"][str(path)] = per_au
-    except AnimatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2))
-    return 0
+    return print_report(lambda: measure(args))
 
 
 if __name__ == "__main__":

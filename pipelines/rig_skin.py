@@ -17,7 +17,6 @@ flow does not follow a lid margin sliding over the eye.)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import cv2
 import numpy as np
 
 from animator.aus import AU_NAMES
-from animator.errors import AnimatorError
 from animator.estimate.geometry import normalise_pose
+from pipelines import print_report
 from pipelines.motion_eval import share_of_move
 
 BROW_AUS = ("AU01", "AU02", "AU04")
@@ -90,31 +89,31 @@ def summary(pairs: list[tuple[float, float]]) -> dict:
     return {"pairs": len(pairs), "skin": medians[0], "landmarks": medians[1]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="+", type=Path)
-    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
-    args = parser.parse_args(argv)
+def measure(args: argparse.Namespace) -> dict:
+    """The brows' skin and landmark moves against the rig's, per AU and clip."""
     from animator.estimate import AUEstimator  # noqa: PLC0415
     from animator.estimate.geometry import MESH  # noqa: PLC0415
     from animator.motion.rig import AURig  # noqa: PLC0415
     from pipelines.fit_rig import load_clip  # noqa: PLC0415
 
-    try:
-        estimator, rig = AUEstimator.default(), AURig.default()
-        brows = [i for side in (*MESH.brow_inner, *MESH.brow_outer) for i in side]
-        clips = [(path, load_clip(path, estimator, args.cache)) for path in args.clips]
-        report = {"method": __doc__.split("\n\n")[2].replace("\n", " "), "per_au": {}}
-        for au in BROW_AUS:
-            per_clip = {path.stem: clip_pairs(clip, path, au, rig, brows) for path, clip in clips}
-            pairs = [pair for shares in per_clip.values() for pair in shares]
-            report["per_au"][au] = {**summary(pairs), "per_clip": {name: summary(shares) for name, shares
-                                                                    in per_clip.items() if shares}}
-    except AnimatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, indent=2))
-    return 0
+    estimator, rig = AUEstimator.default(), AURig.default()
+    brows = [i for side in (*MESH.brow_inner, *MESH.brow_outer) for i in side]
+    clips = [(path, load_clip(path, estimator, args.cache)) for path in args.clips]
+    report = {"method": __doc__.split("\n\n")[2].replace("\n", " "), "per_au": {}}
+    for au in BROW_AUS:
+        per_clip = {path.stem: clip_pairs(clip, path, au, rig, brows) for path, clip in clips}
+        pairs = [pair for shares in per_clip.values() for pair in shares]
+        report["per_au"][au] = {**summary(pairs), "per_clip": {name: summary(shares) for name, shares
+                                                                in per_clip.items() if shares}}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clips", nargs="+", type=Path)
+    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
+    args = parser.parse_args(argv)
+    return print_report(lambda: measure(args))
 
 
 if __name__ == "__main__":
