@@ -26,6 +26,7 @@ from animator.faces.track import FaceObservation, Tracks
 DEFAULT_CUTOFF_HZ = 2.0
 ORDER = 2  # the closed forms below are for this order
 MESH_HOLD = 3.0  # a smoothed mesh point stays within this many noise levels of the found one
+NOISE_FRAMES = 1000  # ... measured on at most this many frames of a track, spread over it
 
 
 def butter_lowpass(cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +100,9 @@ def landmark_noise(meshes: np.ndarray) -> float:
     eye-corner span: a robust (median-based) standard deviation of each point's departure from
     the midpoint of its neighbours in time, which white noise of variance v gives variance 1.5 v
     (real motion is smooth over three frames, or -- blinks -- too rare to move the median)."""
-    span = eye_span(meshes)
-    departure = (meshes[1:-1] - (meshes[:-2] + meshes[2:]) / 2) / span[1:-1, None, None]
+    centre = np.unique(np.linspace(1, len(meshes) - 2, min(len(meshes) - 2, NOISE_FRAMES)).astype(int))
+    departure = meshes[centre] - (meshes[centre - 1] + meshes[centre + 1]) / 2
+    departure /= eye_span(meshes[centre])[:, None, None]
     return float(1.4826 * np.median(np.abs(departure)) / np.sqrt(1.5))
 
 
@@ -113,7 +115,10 @@ def smooth_meshes(times: np.ndarray, meshes: np.ndarray, cutoff_hz: float = DEFA
     if len(meshes) < 3:
         return smooth.astype(np.float32)
     hold = (MESH_HOLD * landmark_noise(meshes) * eye_span(meshes))[:, None, None]
-    return (meshes + np.clip(smooth - meshes, -hold, hold)).astype(np.float32)
+    smooth -= meshes                                   # in place: a long track's meshes are large
+    np.clip(smooth, -hold, hold, out=smooth)
+    smooth += meshes
+    return smooth.astype(np.float32)
 
 
 def _runs(tracks: Tracks, obs: list[FaceObservation]) -> list[list[FaceObservation]]:
