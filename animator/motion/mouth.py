@@ -40,7 +40,7 @@ UPPER_INNER = INNER_LIPS[:11]
 MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
-BARED_FROM = 2.0             # frame px an upper lip must stand open for what it shows to stay as it rises
+BARED_FROM = 2.0             # frame px a pair of lips must stand open for what it shows to stay as a lip leaves it
 BARED_GROWTH = 1.0           # ... up to this much of its own height bared (stretched) at most,
 BARED_ROWS = (2.3, 3.0)      # ... in a mouth open up to this many rows of teeth (fading out):
                              # wider, it shows the mouth's inside more than teeth, and tears
@@ -111,10 +111,8 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     share = np.minimum(0.5, teeth / np.maximum(gap, 1e-9))[:, None]
     middle = source[up] + share * (source[low] - source[up])
     _, across = mouth_axes(*target[list(MOUTH_CORNERS)])
-    # the teeth sit in the skull and the jaw: where the lips stand open on them (more than a
-    # seam, in a mouth open at most about two rows of teeth), an upper lip that rises towards
-    # the nose, or a lower lip that drops further than the jaw (the menton's move), bares more
-    # of what it shows, its strip to the node growing by at most BARED_GROWTH of itself
+    # how far each lip leaves what it shows (the upper rising, the lower dropping past the
+    # jaw), as far as it may bare it, and where the lips stand open on teeth at all
     rows = float(gap.max()) / teeth
     on_teeth = (np.clip((gap - BARED_FROM) / teeth, 0, 1)
                 * np.clip((BARED_ROWS[1] - rows) / (BARED_ROWS[1] - BARED_ROWS[0]), 0, 1))
