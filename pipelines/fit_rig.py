@@ -62,6 +62,19 @@ def load_clip(video: Path, estimator: AUEstimator, cache: Path | None) -> Clip:
     return Clip(video.stem, faces.astype(np.float32), aus.astype(np.float64), meshes, readings, times)
 
 
+def observed_frames(video: Path, times: np.ndarray, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The RGB pictures of a clip's tracked observations ``wanted`` (indices into ``times``,
+    :class:`Clip`'s), matched to the video's frames by time."""
+    from animator.media.decode import iter_frames  # noqa: PLC0415
+
+    found = {}
+    for frame in iter_frames(video):
+        k = int(np.argmin(np.abs(times - frame.time)))
+        if k in wanted and abs(times[k] - frame.time) < 1e-3:
+            found[k] = frame.rgb
+    return found
+
+
 def measure(args: argparse.Namespace) -> dict:
     """Fit the rig on the clips, write it to ``args.out`` and return its provenance (the report)."""
     estimator = AUEstimator.default()

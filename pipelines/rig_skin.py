@@ -37,18 +37,6 @@ MOVES_AT_LEAST = 0.01  # inter-ocular units: the points whose rig move is compar
 FLOW = {"winSize": (21, 21), "maxLevel": 2, "flags": cv2.OPTFLOW_USE_INITIAL_FLOW}
 
 
-def grey_frames(video: Path, times: np.ndarray, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The grey pictures of the tracked observations ``wanted`` (indices into ``times``)."""
-    from animator.media.decode import iter_frames  # noqa: PLC0415
-
-    found = {}
-    for frame in iter_frames(video):
-        k = int(np.argmin(np.abs(times - frame.time)))
-        if k in wanted and abs(times[k] - frame.time) < 1e-3:
-            found[k] = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
-    return found
-
-
 def pair_shares(grey_rest: np.ndarray, grey_moved: np.ndarray, mesh_rest: np.ndarray, mesh_moved: np.ndarray,
                 asked: np.ndarray, points: list[int], template: np.ndarray) -> tuple[float, float] | None:
     """(skin, landmarks): the shares of the rig's move ``asked`` ((K, 2), face frame, for the
@@ -71,12 +59,15 @@ def pair_shares(grey_rest: np.ndarray, grey_moved: np.ndarray, mesh_rest: np.nda
 
 def clip_pairs(clip, video: Path, au: str, rig, points: list[int]) -> list[tuple[float, float]]:
     """:func:`pair_shares` for one clip's frame pairs (its least-showing frame -> the risen ones)."""
+    from pipelines.fit_rig import observed_frames  # noqa: PLC0415
+
     k = AU_NAMES.index(au)
     rest = int(np.argmin(clip.aus[:, k] + clip.aus.sum(1) / len(AU_NAMES)))
     risen = np.flatnonzero(clip.aus[:, k] - clip.aus[rest, k] >= RISE)
     if len(risen) > PAIRS_PER_CLIP:
         risen = risen[np.linspace(0, len(risen) - 1, PAIRS_PER_CLIP).astype(int)]
-    greys = grey_frames(video, clip.times, {rest, *risen.tolist()})
+    greys = {i: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+             for i, rgb in observed_frames(video, clip.times, {rest, *risen.tolist()}).items()}
     shares = [pair_shares(greys[rest], greys[t], clip.landmarks[rest], clip.landmarks[t],
                           np.tensordot(clip.aus[t] - clip.aus[rest], rig.basis[:, points, :2], 1),
                           points, rig.template) for t in risen]

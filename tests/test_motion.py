@@ -990,6 +990,46 @@ def test_rig_skin_follows_the_skin_not_the_landmarks(rig):
     assert pair_shares(grey[0], grey[0][::-1].copy(), face, half, asked, brows, rig.template) is None  # lost
 
 
+def test_eye_paint_fits_the_lid_cap_on_the_other_people():
+    """pipelines.eye_paint: people whose real closed lids are lit exactly as a cap of 1.3
+    would light them; leaving each out, the others fit 1.3, which predicts every one of them;
+    a shipped cap of 1.6 is off for those whose crease is brighter than 1.3 times the lid."""
+    from pipelines.eye_paint import held_out_caps
+
+    crease = np.array([0.9, 1.1, 1.25, 1.5, 1.8, 2.0])
+    rows = held_out_caps(np.clip(crease, 1.0, 1.3), crease, shipped=1.6)
+    assert [row["held_out_cap"] for row in rows] == [1.3] * 6
+    assert [row["held_out_error"] for row in rows] == [0.0] * 6
+    assert [row["shipped_error"] > 0 for row in rows] == [False, False, False, True, True, True]
+
+
+def test_eye_paint_reads_the_lid_and_the_white_where_the_paint_goes(face_image):
+    """pipelines.eye_paint measures a closed lid on the skin between its lash band and its
+    fold (where smooth_lid paints), and a raised lid's white above the iris."""
+    from animator.motion.eyes import eye_contour, eye_width, iris_circle, lid_skin
+    from animator.motion.rig import UPPER_LID_SKIN
+    from pipelines.eye_paint import lid_brightness, white_above_iris
+
+    photo = cv2.resize(face_image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # white shows above the iris
+    mesh, _ = read_face(photo)
+    picture = np.full_like(photo, 40)
+    fold = mesh[list(UPPER_LID_SKIN[0][0]), :2]
+    skin = lid_skin(eye_contour(mesh, 0), fold, eye_width(mesh, 0))
+    cv2.fillPoly(picture, [np.rint(skin).astype(np.int32)], (200, 200, 200))
+    assert lid_brightness(picture, mesh, 0) == pytest.approx(200, abs=12)
+    assert lid_brightness(picture, mesh, 1) == pytest.approx(40)
+    (cx, cy), radius = iris_circle(mesh, 1, eye_width(mesh, 1))
+    picture[: int(np.ceil(cy - 0.3 * radius))] = 230        # every row above the iris's top
+    assert white_above_iris(picture, mesh, 1) == pytest.approx(230)
+
+
+def test_eye_paint_names_a_missing_clip(tmp_path, capsys):
+    from pipelines.eye_paint import main
+
+    assert main([str(tmp_path / "none.mp4")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.mp4'}: no such file"
+
+
 def test_motion_found_is_the_share_of_the_rigs_move_the_landmarks_show(rig):
     """``motion_eval``'s ``motion_found``: landmarks found half-way to the rig's targets inside
     the region score 0.5, whatever the head's placement; all the way, 1; not at all, 0."""

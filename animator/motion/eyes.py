@@ -209,8 +209,7 @@ def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width:
     lies in the fold's shadow; a closed lid is smooth, its skin unfolded from under the fold
     and lit like the skin above the crease."""
     h, w = warped.shape[:2]
-    lash_top = contour[CONTOUR_UPPER] - LASH_BAND * width * towards_lower_lid(contour)
-    skin = np.vstack([contour[0], lash_top, contour[CONTOUR_INNER], fold[::-1]])
+    skin = lid_skin(contour, fold, width)
     pad = int(np.ceil(3 * LID_SMOOTHING * width)) + 2
     x0, y0 = np.clip(np.floor(skin.min(0)).astype(int) - pad, 0, [w, h])
     x1, y1 = np.clip(np.ceil(skin.max(0)).astype(int) + pad, 0, [w, h])
@@ -227,6 +226,14 @@ def smooth_lid(warped: np.ndarray, contour: np.ndarray, fold: np.ndarray, width:
         feather = cv2.GaussianBlur(coverage, (0, 0), max(1.0, LID_TONE_FEATHER * width))
         blended *= (1 + (gain - 1) * amount * feather)[..., None]
     warped[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(warped.dtype)
+
+
+def lid_skin(contour: np.ndarray, fold: np.ndarray, width: float) -> np.ndarray:
+    """The polygon (frame px) of an upper lid's skin between its lash band and its ``fold``
+    (``contour``: the eye's, :func:`eye_contour`'s layout; ``width``: the eye's): what a
+    closing lid stretches over the eye, and :func:`smooth_lid` smooths and lights."""
+    lash_top = contour[CONTOUR_UPPER] - LASH_BAND * width * towards_lower_lid(contour)
+    return np.vstack([contour[0], lash_top, contour[CONTOUR_INNER], fold[::-1]])
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
