@@ -269,6 +269,38 @@ def test_the_field_and_the_warp_match_an_exact_evaluation_on_a_real_face(rig, mo
         assert np.abs(apply_field(frame, field).astype(int) - expected).max() <= 1
 
 
+def test_the_lids_exact_field_blends_into_the_upsampled_one(rig):
+    """Around the lids the field is evaluated at every pixel, elsewhere upsampled from a coarse
+    grid, which is off by up to about a pixel there (surprise: brows and lids move). Across the
+    exact patch's edges the field changes hardly more than it does one pixel further out: the
+    blend spreads the difference over a coarse step (~6 px here, a tenth of it per pixel), and
+    no seam shifts the picture along them (pasted as it was, the patch changed 0.14-0.29 px
+    more across its edges here, up to 1.2 px on a 720x1280 face)."""
+    from animator.media.decode import iter_frames
+    from animator.motion import warp
+    from animator.motion.move import EYES
+
+    frame = next(iter(iter_frames(Path(__file__).resolve().parents[1] / "examples" / "single_face.mp4"))).rgb
+    mesh, current = read_face(frame)
+    mesh = mesh[:len(rig.template)]
+    moved = rig.displace(mesh, np.maximum(parse_target("surprise") - current, 0))
+    field = face_field(frame.shape, mesh, moved)
+    x0, y0, x1, y1 = field.box
+    step = max(warp.MIN_STEP, max(x1 - x0, y1 - y0) / warp.GRID_NODES)
+    o = field.offsets
+    for group in EYES:
+        points = np.vstack([mesh[list(group), :2], moved[list(group), :2]])
+        gx0, gy0, gx1, gy1 = (v - d for v, d in zip(warp.detail_box(points, step, field.box), (x0, y0, x0, y0)))
+        edges = [(o[gy0, gx0:gx1], o[gy0 - 1, gx0:gx1], o[gy0 - 2, gx0:gx1]),        # top: inside, out, further
+                 (o[gy1 - 1, gx0:gx1], o[gy1, gx0:gx1], o[gy1 + 1, gx0:gx1]),
+                 (o[gy0:gy1, gx0], o[gy0:gy1, gx0 - 1], o[gy0:gy1, gx0 - 2]),
+                 (o[gy0:gy1, gx1 - 1], o[gy0:gy1, gx1], o[gy0:gy1, gx1 + 1])]
+        for inside, out, further in edges:
+            across = np.linalg.norm(inside - out, axis=-1)
+            beyond = np.linalg.norm(out - further, axis=-1)
+            assert (across - beyond).max() < 0.12
+
+
 def test_the_mouth_splits_at_its_midline_and_a_closing_lid_keeps_its_lash_band(rig):
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
     sources, targets = opening_nodes(face, face)

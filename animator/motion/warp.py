@@ -167,14 +167,34 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
     for group in detail:
         if np.abs(source[list(group)] - target[list(group)]).max() < DETAIL_MOVE:
             continue
-        points = np.vstack([source[list(group)], target[list(group)]])
-        pad = 2 * step  # far enough out that the upsampled field agrees with the exact one
-        gx0, gy0 = np.clip(np.floor(points.min(0) - pad).astype(int), (x0, y0), (x1, y1))
-        gx1, gy1 = np.clip(np.ceil(points.max(0) + pad).astype(int), (x0, y0), (x1, y1))
+        gx0, gy0, gx1, gy1 = detail_box(np.vstack([source[list(group)], target[list(group)]]), step, box)
         if gx1 > gx0 and gy1 > gy0:
-            pixels = Grid(gx0, gy0, 1.0, 1.0, gx1 - gx0, gy1 - gy0)
-            offsets[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = field.sample(pixels)
+            exact = field.sample(Grid(gx0, gy0, 1.0, 1.0, gx1 - gx0, gy1 - gy0)).astype(np.float32)
+            upsampled = offsets[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0]
+            upsampled += feather((gy1 - gy0, gx1 - gx0), step)[..., None] * (exact - upsampled)
     return MotionField(box, offsets)
+
+
+def detail_box(points: np.ndarray, step: float, box: Box) -> Box:
+    """The pixels around ``points`` (frame px) where the field is evaluated exactly: two coarse
+    steps beyond them (the inner one exact, the outer one blending into the upsampled field,
+    :func:`feather`), within the field's ``box``."""
+    x0, y0, x1, y1 = box
+    gx0, gy0 = np.clip(np.floor(points.min(0) - 2 * step).astype(int), (x0, y0), (x1, y1))
+    gx1, gy1 = np.clip(np.ceil(points.max(0) + 2 * step).astype(int), (x0, y0), (x1, y1))
+    return int(gx0), int(gy0), int(gx1), int(gy1)
+
+
+def feather(shape: tuple[int, int], ramp: float) -> np.ndarray:
+    """(h, w) float32 weights: 1 from ``ramp`` pixels inside the edges on, falling linearly to
+    0 at them. The upsampled field is off the exact one by up to about a pixel around the lids
+    (more on large faces); pasted without it, the exact patch would shift the picture by that
+    much along its edges."""
+    def along(n: int) -> np.ndarray:
+        inside = np.minimum(np.arange(n) + 0.5, n - 0.5 - np.arange(n))
+        return np.clip(inside / max(ramp, 1.0), 0.0, 1.0).astype(np.float32)
+
+    return np.minimum(along(shape[0])[:, None], along(shape[1])[None, :])
 
 
 def apply_field(frame: np.ndarray, field: MotionField) -> np.ndarray:
