@@ -148,7 +148,8 @@ def motion_field(source: np.ndarray, target: np.ndarray, shape: tuple[int, ...],
     """The backward field that carries landmarks ``source`` (N, 2, frame px) to ``target``;
     ``shape`` is the frame's. Around each group of landmark indices in ``detail`` (the lids,
     whose contours meet when an eye closes) the field is evaluated at every pixel rather than
-    upsampled. None when the face lies outside the frame."""
+    upsampled (:func:`detail_box`), blending into the upsampled field towards the patch's
+    edges. None when the face lies outside the frame."""
     source = np.asarray(source, dtype=np.float64)[:, :2]
     target = np.asarray(target, dtype=np.float64)[:, :2]
     ring = anchor_ring(np.vstack([source, target]))
