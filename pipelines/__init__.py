@@ -3,9 +3,11 @@ scripts that measure them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from animator.errors import AnimatorError
 
@@ -20,3 +22,14 @@ def print_report(measure: Callable[[], dict]) -> int:
         return 1
     print(json.dumps(report, indent=2))
     return 0
+
+
+def measure_clips(description: str, measure: Callable[[argparse.Namespace], dict],
+                  argv: list[str] | None = None) -> int:
+    """The command line of a script that measures tracked clips (``CLIP... [--cache DIR]``,
+    the clips tracked as :mod:`pipelines.fit_rig` tracks them), ending in :func:`print_report`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("clips", nargs="+", type=Path)
+    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
+    args = parser.parse_args(argv)
+    return print_report(lambda: measure(args))

@@ -33,7 +33,7 @@ from animator.aus import AU_NAMES
 from animator.motion import eyes
 from animator.motion.eyes import LUMA, eye_contour, eye_width, iris_circle, polygon_coverage
 from animator.motion.rig import UPPER_LID_SKIN
-from pipelines import print_report
+from pipelines import measure_clips
 
 SHUT, OPEN, WIDE = 4.5, 0.3, 3.0     # AU45 readings of shut and open eyes; AU05 of wide ones
 OPEN_FRAMES, SHUT_FRAMES, WIDE_FRAMES = 20, 30, 15   # at most, evenly spread over the clip
@@ -167,11 +167,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="+", type=Path)
-    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
-    args = parser.parse_args(argv)
-    return print_report(lambda: measure(args))
+    return measure_clips(__doc__.splitlines()[0], measure, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 
 from animator.aus import AU_NAMES
 from animator.estimate.geometry import normalise_pose
-from pipelines import print_report
+from pipelines import measure_clips
 from pipelines.motion_eval import share_of_move
 
 BROW_AUS = ("AU01", "AU02", "AU04")
@@ -100,11 +100,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="+", type=Path)
-    parser.add_argument("--cache", type=Path, help="Keep each clip's tracked meshes here (as fit_rig).")
-    args = parser.parse_args(argv)
-    return print_report(lambda: measure(args))
+    return measure_clips(__doc__.splitlines()[0], measure, argv)
 
 
 if __name__ == "__main__":
