@@ -114,7 +114,7 @@ def clip_brightness(path: Path, clip, rig) -> dict:
     """One person's lids and whites: real shut lids, the rig's unlit ones, the crease, the
     painted and the real white (medians over frames and both eyes; NaN where the clip has no
     such frames)."""
-    from animator.motion.move import move_face  # noqa: PLC0415
+    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
     from pipelines.fit_rig import observed_frames  # noqa: PLC0415
 
     blink, raiser = clip.readings[:, BLINK], clip.readings[:, LID_RAISER]
@@ -131,9 +131,9 @@ def clip_brightness(path: Path, clip, rig) -> dict:
         rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
         target = current.copy()
         target[BLINK] = 5.0
-        moved = rig.displace(mesh, np.maximum(target - current, 0.0))
+        moved = rig.displace(mesh, added_aus(current, target, rig))
         with mock.patch.object(eyes, "LID_TONE_GAIN", 1.0):   # the stretched lid, unlit
-            closed, _ = move_face(rgb, mesh, current, target, rig)
+            closed, _ = move_landmarks(rgb, mesh, moved)
         values["unlit"] += [lid_brightness(closed, moved, eye) for eye in range(2)]
         values["crease"] += [float(eyes.lid_skin_colour(rgb, mesh, eye) @ LUMA) for eye in range(2)]
         values["painted_white"] += [painted_white(rgb, mesh, eye) for eye in range(2)]
