@@ -14,30 +14,41 @@ asks for (real / unlit) and the one the shipped cap gives; and, leaving each per
 cap that fits the others best (least mean |log| error over CAPS) and its error on the one left
 out, against the shipped cap's.
 
-Raised lids. The frames read wide (AU05 >= WIDE, AU45 <= OPEN) show how bright the white a
-raised lid uncovers is (the opening above the iris); ``eyeball_colours`` paints it from the eye
-at rest (the brightest tenth of its white, on the open frames): per person, both and their
-ratio. Prints JSON.
+Raised lids. The frames read wide (AU05 >= WIDE, AU45 <= OPEN) show how bright a wide eye's
+white is; up to OPEN_FRAMES open frames that read AU05 <= CALM are each widened by the rig
+(AU05 = RAISE) with the white left unlit. A white's brightness is the median luma of the opening outside the iris (a pixel in
+from the lids), over the median luma of the cheeks (the exposure and the light vary between
+frames; the cheeks do not move with the lids). ``paint_eyes`` lights the white by 1 +
+``WHITE_LIGHT`` x the share of the opening the lids uncovered: per person, the light the real
+white asks for ((real / unlit - 1) / share) and, leaving each person out, the light that fits
+the others best and its error on the one left out, against the shipped light's and no
+light's. Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
+import cv2
 import numpy as np
 
 from animator.aus import AU_NAMES
 from animator.motion import eyes
 from animator.motion.eyes import LUMA, eye_contour, eye_width, iris_circle, polygon_coverage
+from animator.motion.mouth import polygon_area
 from animator.motion.rig import UPPER_LID_SKIN
 from pipelines import measure_clips
 
 SHUT, OPEN, WIDE = 4.5, 0.3, 3.0     # AU45 readings of shut and open eyes; AU05 of wide ones
+CALM, RAISE = 1.0, 4.0               # the rig's AU05 on open frames reading AU05 <= CALM
 OPEN_FRAMES, SHUT_FRAMES, WIDE_FRAMES = 20, 30, 15   # at most, evenly spread over the clip
 CAPS = np.round(np.arange(1.0, 2.001, 0.05), 2)
+LIGHTS = np.round(np.arange(0.0, 1.001, 0.05), 2)
+CHEEKS = (50, 280)                   # mesh points on the cheekbones, under the eyes
 LID_RAISER, BLINK = AU_NAMES.index("AU05"), AU_NAMES.index("AU45")
 
 
@@ -68,75 +79,109 @@ def region_luma(rgb: np.ndarray, polygon: np.ndarray, keep=None) -> float:
     return float((pixels @ LUMA).mean()) if len(pixels) >= 4 else float("nan")
 
 
-def white_above_iris(rgb: np.ndarray, mesh: np.ndarray, eye: int) -> float:
-    """Mean luma of the eye's opening above its iris (outside 1.15 iris radii, above a third
-    of a radius over the centre, within 1.2 radii to either side): the white a raised lid shows."""
-    (cx, cy), radius = iris_circle(mesh, eye, eye_width(mesh, eye))
-
-    def above(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        return ((np.hypot(xs - cx, ys - cy) > 1.15 * radius) & (ys < cy - 0.3 * radius)
-                & (np.abs(xs - cx) < 1.2 * radius))
-
-    return region_luma(rgb, eye_contour(mesh, eye), above)
-
-
-def painted_white(rgb: np.ndarray, mesh: np.ndarray, eye: int) -> float:
-    """Luma of the white :func:`animator.motion.eyes.eyeball_colours` samples from this eye."""
-    contour = eye_contour(mesh, eye)
+def white_brightness(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float]) -> float:
+    """Median luma of an eye's white: the opening ``contour`` (frame px), a pixel in from the
+    lids, outside 1.2 radii of the ``iris`` circle (centre, radius); NaN when under 6 pixels."""
+    (cx, cy), radius = iris
     h, w = rgb.shape[:2]
-    x0, y0 = np.clip(np.floor(contour.min(0)).astype(int) - 2, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(contour.max(0)).astype(int) + 3, 0, [w, h])
-    local = rgb[y0:y1, x0:x1].astype(np.float32)
-    (cx, cy), radius = iris_circle(mesh, eye, eye_width(mesh, eye))
+    x0, y0 = np.clip(np.floor(contour.min(0)).astype(int) - 1, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(contour.max(0)).astype(int) + 2, 0, [w, h])
+    opening = (polygon_coverage(contour, (x0, y0), (y1 - y0, x1 - x0)) > 0.5).astype(np.uint8)
     ys, xs = np.mgrid[y0:y1, x0:x1]
-    opening = polygon_coverage(contour, (x0, y0), local.shape[:2])
-    _, white = eyes.eyeball_colours(local, opening, np.hypot(xs - cx, ys - cy).astype(np.float32), radius)
-    return float(white @ LUMA)
+    white = (cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0) & (np.hypot(xs - cx, ys - cy) > 1.2 * radius)
+    pixels = rgb[y0:y1, x0:x1][white].astype(np.float32) @ LUMA
+    return float(np.median(pixels)) if len(pixels) >= 6 else float("nan")
+
+
+def cheek_brightness(rgb: np.ndarray, mesh: np.ndarray) -> float:
+    """Mean over both cheeks of the median luma of a square 0.3 eye widths wide around each."""
+    half = max(2, int(0.15 * eye_width(mesh, 0)))
+    h, w = rgb.shape[:2]
+    medians = []
+    for point in CHEEKS:
+        x, y = np.clip(np.rint(np.asarray(mesh, np.float64)[point, :2]).astype(int), 0, [w - 1, h - 1])
+        medians.append(np.median(rgb[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1] @ LUMA))
+    return float(np.mean(medians))
+
+
+def held_out(errors: Callable[[float], np.ndarray], candidates: np.ndarray, shipped: float,
+             name: str) -> list[dict]:
+    """Leave each person out: the candidate setting (``name``) that fits the others best
+    (least mean ``errors(setting)``, one error per person), its error on the one left out,
+    and the shipped setting's."""
+    table = {float(c): errors(float(c)) for c in candidates}
+    shipped_errors = errors(shipped)
+    rows = []
+    for i in range(len(shipped_errors)):
+        others = np.arange(len(shipped_errors)) != i
+        best = min(table, key=lambda c: table[c][others].mean())
+        rows.append({f"held_out_{name}": best, "held_out_error": round(float(table[best][i]), 3),
+                     "shipped_error": round(float(shipped_errors[i]), 3)})
+    return rows
 
 
 def held_out_caps(needed: np.ndarray, crease: np.ndarray, shipped: float,
                   caps: np.ndarray = CAPS) -> list[dict]:
     """Per person (``needed``: the gain each real lid asks for; ``crease``: crease / unlit):
     the cap that fits the others best, its |log| error on this person, and the shipped cap's."""
-    def errors(cap: float) -> np.ndarray:
-        return np.abs(np.log(np.clip(crease, 1.0, cap) / needed))
+    return held_out(lambda cap: np.abs(np.log(np.clip(crease, 1.0, cap) / needed)), caps, shipped, "cap")
 
-    rows = []
-    for i in range(len(needed)):
-        others = np.arange(len(needed)) != i
-        cap = float(min(caps, key=lambda c: errors(c)[others].mean()))
-        rows.append({"held_out_cap": cap, "held_out_error": round(float(errors(cap)[i]), 3),
-                     "shipped_error": round(float(errors(shipped)[i]), 3)})
-    return rows
+
+def held_out_lights(real: np.ndarray, unlit: np.ndarray, share: np.ndarray, shipped: float,
+                    lights: np.ndarray = LIGHTS) -> list[dict]:
+    """Per person (``real``, ``unlit``: the real wide white and the rig's unlit one, over the
+    cheeks; ``share``: of the opening the rig uncovered): the light that fits the others best,
+    its |log| error on this person, and the shipped light's."""
+    return held_out(lambda light: np.abs(np.log((1 + light * share) * unlit / real)), lights, shipped, "light")
+
+
+def unlit_edit(rgb: np.ndarray, mesh: np.ndarray, current: np.ndarray, au: int, value: float,
+               rig) -> tuple[np.ndarray, np.ndarray]:
+    """The frame with ``au`` moved to ``value`` by the rig (the motion stage, its closed lid
+    and its white unlit) and the moved landmarks."""
+    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
+
+    target = current.copy()
+    target[au] = value
+    moved = rig.displace(mesh, added_aus(current, target, rig))
+    with mock.patch.object(eyes, "LID_TONE_GAIN", 1.0), mock.patch.object(eyes, "WHITE_LIGHT", 0.0):
+        edited, _ = move_landmarks(rgb, mesh, moved)
+    return edited, moved
 
 
 def clip_brightness(path: Path, clip, rig) -> dict:
-    """One person's lids and whites: real shut lids, the rig's unlit ones, the crease, the
-    painted and the real white (medians over frames and both eyes; NaN where the clip has no
-    such frames)."""
-    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
+    """One person's lids and whites: real shut lids, the rig's unlit ones, the crease; real
+    wide whites, the rig's unlit ones and the share of the opening it uncovered (medians over
+    frames and both eyes; NaN where the clip has no such frames)."""
     from pipelines.fit_rig import observed_frames  # noqa: PLC0415
 
     blink, raiser = clip.readings[:, BLINK], clip.readings[:, LID_RAISER]
     shut = spread(np.flatnonzero(blink >= SHUT), SHUT_FRAMES)
     rest = spread(np.flatnonzero(blink <= OPEN), OPEN_FRAMES)
     wide = spread(np.flatnonzero((raiser >= WIDE) & (blink <= OPEN)), WIDE_FRAMES)
-    frames = observed_frames(path, clip.times, {*shut, *rest, *wide})
-    values: dict[str, list[float]] = {"real": [], "unlit": [], "crease": [], "painted_white": [], "real_white": []}
+    calm = spread(np.flatnonzero((raiser <= CALM) & (blink <= OPEN)), OPEN_FRAMES)
+    frames = observed_frames(path, clip.times, {*shut, *rest, *wide, *calm})
+    values: dict[str, list[float]] = {"real": [], "unlit": [], "crease": [], "real_white": [], "unlit_white": [],
+                                      "uncovered": []}
     for i in shut:
         values["real"] += [lid_brightness(frames[i], clip.landmarks[i], eye) for eye in range(2)]
     for i in wide:
-        values["real_white"] += [white_above_iris(frames[i], clip.landmarks[i], eye) for eye in range(2)]
+        rgb, mesh = frames[i], clip.landmarks[i]
+        values["real_white"] += [white_brightness(rgb, eye_contour(mesh, eye), iris_circle(mesh, eye, eye_width(mesh, eye)))
+                                 / cheek_brightness(rgb, mesh) for eye in range(2)]
     for i in rest:
         rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
-        target = current.copy()
-        target[BLINK] = 5.0
-        moved = rig.displace(mesh, added_aus(current, target, rig))
-        with mock.patch.object(eyes, "LID_TONE_GAIN", 1.0):   # the stretched lid, unlit
-            closed, _ = move_landmarks(rgb, mesh, moved)
+        closed, moved = unlit_edit(rgb, mesh, current, BLINK, 5.0, rig)
         values["unlit"] += [lid_brightness(closed, moved, eye) for eye in range(2)]
         values["crease"] += [float(eyes.lid_skin_colour(rgb, mesh, eye) @ LUMA) for eye in range(2)]
-        values["painted_white"] += [painted_white(rgb, mesh, eye) for eye in range(2)]
+    for i in calm:
+        rgb, mesh = frames[i], clip.landmarks[i]
+        widened, moved = unlit_edit(rgb, mesh, clip.readings[i], LID_RAISER, RAISE, rig)
+        for eye in range(2):
+            before, after = eye_contour(mesh, eye), eye_contour(moved, eye)
+            iris = iris_circle(mesh, eye, eye_width(mesh, eye))          # the eyeball stays
+            values["unlit_white"].append(white_brightness(widened, after, iris) / cheek_brightness(rgb, mesh))
+            values["uncovered"].append(max(0.0, 1 - polygon_area(before) / polygon_area(after)))
     return {name: float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
             for name, v in values.items()}
 
@@ -152,18 +197,32 @@ def measure(args: argparse.Namespace) -> dict:
     lids = {name: p for name, p in people.items() if np.isfinite([p["real"], p["unlit"], p["crease"]]).all()}
     needed = np.array([p["real"] / p["unlit"] for p in lids.values()])
     crease = np.array([p["crease"] / p["unlit"] for p in lids.values()])
-    held_out = held_out_caps(needed, crease, eyes.LID_TONE_GAIN) if len(lids) >= 2 else [{}] * len(lids)
+    held_out_rows = held_out_caps(needed, crease, eyes.LID_TONE_GAIN) if len(lids) >= 2 else [{}] * len(lids)
     closed = {name: {"real": round(p["real"], 1), "unlit": round(p["unlit"], 1), "crease": round(p["crease"], 1),
                      "needed_gain": round(float(n), 2),
                      "shipped_gain": round(float(np.clip(c, 1.0, eyes.LID_TONE_GAIN)), 2), **h}
-              for (name, p), n, c, h in zip(lids.items(), needed, crease, held_out)}
-    raised = {name: {"painted": round(p["painted_white"], 1), "real_above_iris": round(p["real_white"], 1),
-                     "ratio": round(p["real_white"] / p["painted_white"], 2)}
-              for name, p in people.items() if np.isfinite([p["real_white"], p["painted_white"]]).all()}
-    mean = {key: round(float(np.mean([row[key] for row in held_out])), 3)
-            for key in ("held_out_error", "shipped_error") if held_out and key in held_out[0]}
-    return {"method": " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " "), "shipped_cap": eyes.LID_TONE_GAIN,
-            "closed_lids": {"per_person": closed, "mean_abs_log_error": mean}, "raised_lids": raised}
+              for (name, p), n, c, h in zip(lids.items(), needed, crease, held_out_rows)}
+    wide = {name: p for name, p in people.items()
+            if np.isfinite([p["real_white"], p["unlit_white"]]).all() and p["uncovered"] > 0}
+    real, unlit, share = (np.array([p[key] for p in wide.values()]) for key in ("real_white", "unlit_white", "uncovered"))
+    lights = held_out_lights(real, unlit, share, eyes.WHITE_LIGHT) if len(wide) >= 2 else [{}] * len(wide)
+    raised = {name: {"real": round(p["real_white"], 3), "unlit": round(p["unlit_white"], 3),
+                     "uncovered": round(p["uncovered"], 3),
+                     "needed_light": round(float((p["real_white"] / p["unlit_white"] - 1) / p["uncovered"]), 2),
+                     "unlit_error": round(float(abs(np.log(p["unlit_white"] / p["real_white"]))), 3), **row}
+              for (name, p), row in zip(wide.items(), lights)}
+    return {"method": " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " "),
+            "shipped_cap": eyes.LID_TONE_GAIN, "shipped_light": eyes.WHITE_LIGHT,
+            "closed_lids": {"per_person": closed, "mean_abs_log_error": mean_errors(held_out_rows)},
+            "raised_lids": {"per_person": raised, "mean_abs_log_error": {
+                **mean_errors(lights), "unlit_error": round(float(np.mean([r["unlit_error"] for r in raised.values()])), 3)
+                if raised else float("nan")}}}
+
+
+def mean_errors(rows: list[dict]) -> dict:
+    """The mean held-out and shipped errors of :func:`held_out`'s rows."""
+    return {key: round(float(np.mean([row[key] for row in rows])), 3)
+            for key in ("held_out_error", "shipped_error") if rows and key in rows[0]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -538,6 +538,41 @@ def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
         assert np.abs(image[spot[1], spot[0]].astype(int) - SKIN).max() == 0  # was lid
 
 
+def test_a_raised_lid_lights_the_eyes_white_and_not_its_iris(rig, monkeypatch):
+    """Out of the lid's shadow, a widened eye's white (held and painted alike) is lit by
+    ``WHITE_LIGHT`` (here 0.4) x the share of the opening uncovered; the iris and everything
+    outside the new opening stay as they were."""
+    from animator.motion import eyes
+    from animator.motion.mouth import polygon_area
+
+    face = posed(rig.template, 0.0, 300.0, (300.0, 250.0))
+    image, mesh = drawn_eyes(face)
+    image[(image == WHITE).all(-1)] = (150, 148, 146)                 # a white in shadow, lit below 255
+    raised = raised_lids(face, 0.3)
+    light = 0.4
+    monkeypatch.setattr(eyes, "WHITE_LIGHT", light)
+    lit = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
+    monkeypatch.setattr(eyes, "WHITE_LIGHT", 0.0)
+    unlit = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
+    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    for eye in range(2):
+        width = eyes.eye_width(face, eye)
+        share = 1 - polygon_area(eyes.eye_contour(face, eye)) / polygon_area(eyes.eye_contour(raised, eye))
+        opening = polygon_mask(image.shape, eyes.eye_contour(raised, eye))
+        centre, radius = mesh[468 + 5 * eye, :2], 0.2 * width
+        from_iris = np.hypot(xs - centre[0], ys - centre[1])
+        away = cv2.distanceTransform(opening.astype(np.uint8), cv2.DIST_L2, 3) > 4 * eyes.SHADOW_REACH * width
+        white = away & (from_iris > radius + 2)
+        assert white.sum() > 50
+        ratio = luma(lit)[white] / luma(unlit)[white]
+        assert np.median(ratio) == pytest.approx(1 + light * share, abs=0.02)
+        iris = from_iris < radius - 2
+        assert np.array_equal(lit[iris & opening], unlit[iris & opening])
+    openings = [polygon_mask(image.shape, eyes.eye_contour(raised, eye), grow=2) for eye in range(2)]
+    outside = ~(openings[0] | openings[1])
+    assert np.array_equal(lit[outside], unlit[outside])
+
+
 @pytest.mark.parametrize("sigma", [1.5, 3.0])
 def test_edge_blur_measures_how_soft_the_picture_is(rig, sigma):
     """The drawn eyes, sharp, measure about a sharp edge's blur; blurred by ``sigma``, about
@@ -1035,14 +1070,30 @@ def test_eye_paint_fits_the_lid_cap_on_the_other_people():
     assert [row["shipped_error"] > 0 for row in rows] == [False, False, False, True, True, True]
 
 
-def test_eye_paint_reads_the_lid_and_the_white_where_the_paint_goes(face_image):
+def test_eye_paint_fits_the_white_light_on_the_other_people():
+    """pipelines.eye_paint: people whose real wide whites are their unlit ones lit by 0.3 x
+    the share uncovered; leaving each out, the others fit 0.3, which predicts every one of
+    them; a shipped light of 0.6 (or none) is off for all."""
+    from pipelines.eye_paint import held_out_lights
+
+    unlit, share = np.array([0.8, 0.9, 1.0, 1.1]), np.array([0.2, 0.35, 0.5, 0.4])
+    real = (1 + 0.3 * share) * unlit
+    rows = held_out_lights(real, unlit, share, shipped=0.6)
+    assert [row["held_out_light"] for row in rows] == [0.3] * 4
+    assert [row["held_out_error"] for row in rows] == [0.0] * 4
+    assert all(row["shipped_error"] > 0 for row in rows)
+    assert all(row["shipped_error"] > 0 for row in held_out_lights(real, unlit, share, shipped=0.0))
+
+
+def test_eye_paint_reads_the_lid_the_white_and_the_cheeks_where_they_are(face_image):
     """pipelines.eye_paint measures a closed lid on the skin between its lash band and its
-    fold (where smooth_lid paints), and a raised lid's white above the iris."""
+    fold (where smooth_lid paints), an eye's white inside its opening outside the iris, and
+    the cheeks' brightness around their points."""
     from animator.motion.eyes import eye_contour, eye_width, iris_circle, lid_skin
     from animator.motion.rig import UPPER_LID_SKIN
-    from pipelines.eye_paint import lid_brightness, white_above_iris
+    from pipelines.eye_paint import CHEEKS, cheek_brightness, lid_brightness, white_brightness
 
-    photo = cv2.resize(face_image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # white shows above the iris
+    photo = cv2.resize(face_image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
     mesh, _ = read_face(photo)
     picture = np.full_like(photo, 40)
     fold = mesh[list(UPPER_LID_SKIN[0][0]), :2]
@@ -1050,9 +1101,13 @@ def test_eye_paint_reads_the_lid_and_the_white_where_the_paint_goes(face_image):
     cv2.fillPoly(picture, [np.rint(skin).astype(np.int32)], (200, 200, 200))
     assert lid_brightness(picture, mesh, 0) == pytest.approx(200, abs=12)
     assert lid_brightness(picture, mesh, 1) == pytest.approx(40)
-    (cx, cy), radius = iris_circle(mesh, 1, eye_width(mesh, 1))
-    picture[: int(np.ceil(cy - 0.3 * radius))] = 230        # every row above the iris's top
-    assert white_above_iris(picture, mesh, 1) == pytest.approx(230)
+    contour, iris = eye_contour(mesh, 1), iris_circle(mesh, 1, eye_width(mesh, 1))
+    cv2.fillPoly(picture, [np.rint(contour).astype(np.int32)], (230, 230, 230))
+    cv2.circle(picture, tuple(int(v) for v in np.rint(iris[0])), int(np.ceil(1.2 * iris[1])), (10, 10, 10), -1)
+    assert white_brightness(picture, contour, iris) == pytest.approx(230)
+    for point in CHEEKS:
+        cv2.circle(picture, tuple(int(v) for v in np.rint(mesh[point, :2])), int(eye_width(mesh, 0)), (120, 120, 120), -1)
+    assert cheek_brightness(picture, mesh) == pytest.approx(120)
 
 
 def test_eye_paint_names_a_missing_clip(tmp_path, capsys):

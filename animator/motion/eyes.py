@@ -6,8 +6,9 @@ into a tall oval when a lid goes up — neither is how an eye looks, and the lan
 reads a stretched iris as an eye of the same openness. So inside each eye's new opening the
 field shows the eyeball where it was (:func:`hold_eyeballs`); what a raised lid uncovers —
 the top of the iris and the white around it, which the source hid under the lid — is painted
-from the eye's own iris and sclera colours, and a slit the lids narrow darkens into the lash
-line, as the lashes hide it (:func:`paint_eyes`). The paint is as soft as the picture
+from the eye's own iris and sclera colours, the whole white lit as the lid's shadow leaves
+it, and a slit the lids narrow darkens into the lash line, as the lashes hide it
+(:func:`paint_eyes`). The paint is as soft as the picture
 (:mod:`animator.motion.softness`), measured here at the eyes (:func:`picture_blur`).
 """
 
@@ -51,6 +52,8 @@ OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the 
 LID_SHADOW = 0.15             # how much darker the eyeball is right under a lid ...
 SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
 CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
+WHITE_LIGHT = 0.3             # a raised lid lights the eye's white by 1 + this x the share of the
+                             # opening it uncovered (pipelines.eye_paint: fitted on real wide eyes)
 LIMBUS = 0.2                  # how much darker the iris's rim is than its body
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # brightness of an RGB colour (Rec. 601)
 IRIS_FOR_EYE = 0.42           # iris radius / eye width, when the mesh has no iris points
@@ -113,7 +116,9 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
                blur: Blur) -> np.ndarray:
     """``warped`` (``frame`` moved from landmarks ``source`` to ``target``, frame px; ``source``
     with its 10 iris points when it has 478) with what the lids' move shows painted in: the
-    eyeball a raised lid uncovered (:func:`eyeball`), the lash line over a slit the lids narrow
+    eyeball a raised lid uncovered (:func:`eyeball`) with the eye's white lit by ``WHITE_LIGHT``
+    times the share of the opening it uncovered (a wide eye's white, out of the lids' shadow,
+    is brighter than the same eye's at rest), the lash line over a slit the lids narrow
     (a shut eye's would otherwise show flecks of the eye squeezed between the margins), and a
     closing lid's skin smoothed (:func:`smooth_lid`); eyeball and lash line blurred by
     ``blur()`` px (:func:`picture_blur`).
@@ -149,6 +154,7 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
         shape = (y1 - y0, x1 - x0)
         now = polygon_coverage(after, (x0, y0), shape)
         local = frame[y0:y1, x0:x1].astype(np.float32)
+        light = np.zeros(shape, np.float32)
         if shut > 0:
             # the slit and the pixel row above it (the upper margin's own row still shows the
             # eye's edge), anti-aliased
@@ -165,15 +171,22 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             if uncovered.sum() < UNCOVERED_PX:
                 continue
             centre, radius = iris_circle(source, eye, width)
-            colour, alpha = soften(*eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width), sigma)
-            alpha = alpha * min(1.0, (outwards - OPENS_FROM) / OPEN_FADE)
-        rows, cols = np.flatnonzero(alpha.max(1) > 0), np.flatnonzero(alpha.max(0) > 0)
+            ball, alpha, white = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width)
+            colour, alpha = soften(ball, alpha, sigma)
+            fade = min(1.0, (outwards - OPENS_FROM) / OPEN_FADE)
+            alpha = alpha * fade
+            if sigma > 0:
+                white = cv2.GaussianBlur(white, (0, 0), sigma)
+            light = WHITE_LIGHT * fade * (1 - area_then / area_now) * white
+        rows = np.flatnonzero(np.maximum(alpha, light).max(1) > 0)
+        cols = np.flatnonzero(np.maximum(alpha, light).max(0) > 0)
         if not len(rows):
             continue
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         a = alpha[r0:r1, c0:c1, None]
         region = warped[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
-        region[:] = np.clip(np.rint(region * (1 - a) + colour[r0:r1, c0:c1] * a), 0, 255).astype(warped.dtype)
+        painted = (region * (1 - a) + colour[r0:r1, c0:c1] * a) * (1 + light[r0:r1, c0:c1, None])
+        region[:] = np.clip(np.rint(painted), 0, 255).astype(warped.dtype)
     return warped
 
 
@@ -237,11 +250,12 @@ def lid_skin(contour: np.ndarray, fold: np.ndarray, width: float) -> np.ndarray:
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
-            centre: np.ndarray, radius: float, width: float) -> tuple[np.ndarray, np.ndarray]:
-    """The eyeball's colour over a region of the source (``local``, (h, w, 3)) and where to
-    paint it: the iris where the iris's circle (centre in region px) reaches, the white
-    around it, shaded under the lid and towards the corners, over the ``uncovered`` part of
-    the opening ``now`` (coverages) and the old margin's shadow just inside the old one."""
+            centre: np.ndarray, radius: float, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The eyeball's colour over a region of the source (``local``, (h, w, 3)), where to
+    paint it, and where its white lies out of the lids' shadow (0-1, what a raised lid lights):
+    the iris where the iris's circle (centre in region px) reaches, the white around it,
+    shaded under the lid and towards the corners, over the ``uncovered`` part of the opening
+    ``now`` (coverages) and the old margin's shadow just inside the old one."""
     reach = max(1, int(round(OLD_MARGIN * width)))
     grown = cv2.dilate(uncovered, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     alpha = np.minimum(cv2.GaussianBlur(grown, (0, 0), max(0.5, reach / 2)), now)
@@ -255,8 +269,9 @@ def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.
     ball = (in_iris * iris_colour * (1 - LIMBUS * rim)
             + (1 - in_iris) * sclera_colour * (1 - CORNER_SHADE * across ** 2))  # the eyeball turns away
     under_lid = cv2.distanceTransform((now > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
-    ball *= (1 - LID_SHADOW * np.exp(-under_lid / max(1.0, SHADOW_REACH * width)))[..., None]
-    return ball, alpha
+    shadow = np.exp(-under_lid / max(1.0, SHADOW_REACH * width))
+    ball *= (1 - LID_SHADOW * shadow)[..., None]
+    return ball, alpha, (1 - in_iris[..., 0]) * (1 - shadow)
 
 
 def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
