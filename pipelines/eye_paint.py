@@ -22,7 +22,15 @@ frames; the cheeks do not move with the lids). ``paint_eyes`` lights the white b
 ``WHITE_LIGHT`` x the share of the opening the lids uncovered: per person, the light the real
 white asks for ((real / unlit - 1) / share) and, leaving each person out, the light that fits
 the others best and its error on the one left out, against the shipped light's and no
-light's. Prints JSON.
+light's.
+
+Raised lids' margins. Under a real upper lid its lashes and margin shade the eyeball: across
+the lid (along its normal, at the lid points beside the iris) the luma rises from the margin
+into the white. Per person, the profile from the margin down to MARGIN_DEPTH eye widths over
+the white's level below it (the plateau, to PLATEAU), real wide against the rig's AU05 = RAISE
+with the upper lid's shadow (``UPPER_SHADOW``) at each of SHADOWS; the error is the mean |log|
+ratio of the two profiles; leaving each person out, the shadow that fits the others best,
+against the shipped one's and none. Prints JSON.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ OPEN_FRAMES, SHUT_FRAMES, WIDE_FRAMES = 20, 30, 15   # at most, evenly spread ov
 CAPS = np.round(np.arange(1.0, 2.001, 0.05), 2)
 LIGHTS = np.round(np.arange(0.0, 1.001, 0.05), 2)
 CHEEKS = (50, 280)                   # mesh points on the cheekbones, under the eyes
+SHADOWS = np.round(np.arange(0.0, 0.701, 0.1), 2)
+MARGIN_STEP, MARGIN_DEPTH, PLATEAU = 0.02, 0.08, 0.14   # of the eye's width, down from the upper lid
 LID_RAISER, BLINK = AU_NAMES.index("AU05"), AU_NAMES.index("AU45")
 
 
@@ -93,6 +103,24 @@ def white_brightness(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarra
     return float(np.median(pixels)) if len(pixels) >= 6 else float("nan")
 
 
+def margin_profile(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float], width: float) -> list[np.ndarray]:
+    """Per upper-lid point beside the iris (over 1.3 radii from its centre, across), the luma
+    from the lid (``contour``, :func:`eye_contour`'s layout) down into the eye to MARGIN_DEPTH
+    eye widths, every MARGIN_STEP, over its mean from there to PLATEAU."""
+    luma = rgb.astype(np.float32) @ LUMA
+    down = eyes.towards_lower_lid(contour) * width
+    depths = np.arange(0, PLATEAU + 1e-9, MARGIN_STEP)
+    inner = depths <= MARGIN_DEPTH + 1e-9
+    profiles = []
+    for point in contour[eyes.CONTOUR_UPPER]:
+        if abs(point[0] - iris[0][0]) < 1.3 * iris[1]:
+            continue
+        line = (point + np.outer(depths, down)).astype(np.float32)
+        values = cv2.remap(luma, line[:, :1], line[:, 1:], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0]
+        profiles.append(values[inner] / max(float(values[~inner].mean()), 1.0))
+    return profiles
+
+
 def cheek_brightness(rgb: np.ndarray, mesh: np.ndarray) -> float:
     """Mean over both cheeks of the median luma of a square 0.3 eye widths wide around each."""
     half = max(2, int(0.15 * eye_width(mesh, 0)))
@@ -125,6 +153,15 @@ def held_out_caps(needed: np.ndarray, crease: np.ndarray, shipped: float,
     """Per person (``needed``: the gain each real lid asks for; ``crease``: crease / unlit):
     the cap that fits the others best, its |log| error on this person, and the shipped cap's."""
     return held_out(lambda cap: np.abs(np.log(np.clip(crease, 1.0, cap) / needed)), caps, shipped, "cap")
+
+
+def held_out_shadows(real: np.ndarray, edits: np.ndarray, shipped: float,
+                     shadows: np.ndarray = SHADOWS) -> list[dict]:
+    """Per person (``real``: (P, K) real wide margin profiles; ``edits``: (P, len(shadows), K)
+    the rig's at each shadow): the shadow that fits the others best, its mean |log| profile
+    error on this person, and the shipped shadow's (one of ``shadows``)."""
+    errors = np.abs(np.log(edits / real[:, None])).mean(-1)               # (P, shadows)
+    return held_out(lambda shadow: errors[:, int(np.argmin(np.abs(shadows - shadow)))], shadows, shipped, "shadow")
 
 
 def held_out_lights(real: np.ndarray, unlit: np.ndarray, share: np.ndarray, shipped: float,
@@ -182,8 +219,37 @@ def clip_brightness(path: Path, clip, rig) -> dict:
             iris = iris_circle(mesh, eye, eye_width(mesh, eye))          # the eyeball stays
             values["unlit_white"].append(white_brightness(widened, after, iris) / cheek_brightness(rgb, mesh))
             values["uncovered"].append(max(0.0, 1 - polygon_area(before) / polygon_area(after)))
-    return {name: float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
-            for name, v in values.items()}
+    medians = {name: float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan") for name, v in values.items()}
+    return {**medians, **clip_margins(frames, clip, wide, calm, rig)}
+
+
+def clip_margins(frames: dict[int, np.ndarray], clip, wide: list[int], calm: list[int], rig) -> dict:
+    """One person's upper-lid margin profiles (:func:`margin_profile`, medians over lid points,
+    frames and eyes): real on the ``wide`` frames, and on the ``calm`` ones widened by the rig
+    with each of SHADOWS (empty when the clip has no wide frames)."""
+    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
+
+    def profiles(rgb: np.ndarray, landmarks: np.ndarray, mesh: np.ndarray) -> list[np.ndarray]:
+        return [p for eye in range(2) for p in margin_profile(rgb, eye_contour(landmarks, eye),
+                                                             iris_circle(mesh, eye, eye_width(mesh, eye)),
+                                                             eye_width(landmarks, eye))]
+
+    real = [p for i in wide for p in profiles(frames[i], clip.landmarks[i], clip.landmarks[i])]
+    if not real or not calm:
+        return {}
+    edits = []
+    for shadow in SHADOWS:
+        found = []
+        for i in calm:
+            rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
+            target = current.copy()
+            target[LID_RAISER] = RAISE
+            moved = rig.displace(mesh, added_aus(current, target, rig))
+            with mock.patch.object(eyes, "UPPER_SHADOW", float(shadow)):
+                widened, _ = move_landmarks(rgb, mesh, moved)
+            found += profiles(widened, moved, mesh)
+        edits.append(np.median(found, 0))
+    return {"real_margin": np.median(real, 0), "edit_margins": np.array(edits)}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -206,17 +272,27 @@ def measure(args: argparse.Namespace) -> dict:
             if np.isfinite([p["real_white"], p["unlit_white"]]).all() and p["uncovered"] > 0}
     real, unlit, share = (np.array([p[key] for p in wide.values()]) for key in ("real_white", "unlit_white", "uncovered"))
     lights = held_out_lights(real, unlit, share, eyes.WHITE_LIGHT) if len(wide) >= 2 else [{}] * len(wide)
+    margins = {name: p for name, p in people.items() if "real_margin" in p}
+    shadows = (held_out_shadows(np.array([p["real_margin"] for p in margins.values()]),
+                                np.array([p["edit_margins"] for p in margins.values()]), eyes.UPPER_SHADOW)
+               if len(margins) >= 2 else [{}] * len(margins))
+    margin_rows = {name: {"real": np.round(p["real_margin"].astype(float), 3).tolist(), **row,
+                          "no_shadow_error": round(float(np.abs(np.log(p["edit_margins"][0] / p["real_margin"])).mean()), 3)}
+                   for (name, p), row in zip(margins.items(), shadows)}
     raised = {name: {"real": round(p["real_white"], 3), "unlit": round(p["unlit_white"], 3),
                      "uncovered": round(p["uncovered"], 3),
                      "needed_light": round(float((p["real_white"] / p["unlit_white"] - 1) / p["uncovered"]), 2),
                      "unlit_error": round(float(abs(np.log(p["unlit_white"] / p["real_white"]))), 3), **row}
               for (name, p), row in zip(wide.items(), lights)}
-    return {"method": " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " "),
-            "shipped_cap": eyes.LID_TONE_GAIN, "shipped_light": eyes.WHITE_LIGHT,
+    return {"method": " ".join(__doc__.split("\n\n")[2:5]).replace("\n", " "),
+            "shipped_cap": eyes.LID_TONE_GAIN, "shipped_light": eyes.WHITE_LIGHT, "shipped_shadow": eyes.UPPER_SHADOW,
             "closed_lids": {"per_person": closed, "mean_abs_log_error": mean_errors(held_out_rows)},
             "raised_lids": {"per_person": raised, "mean_abs_log_error": {
                 **mean_errors(lights), "unlit_error": round(float(np.mean([r["unlit_error"] for r in raised.values()])), 3)
-                if raised else float("nan")}}}
+                if raised else float("nan")}},
+            "raised_lid_margins": {"per_person": margin_rows, "mean_abs_log_error": {
+                **mean_errors(shadows), "no_shadow_error": round(float(np.mean([r["no_shadow_error"] for r in margin_rows.values()])), 3)
+                if margin_rows else float("nan")}}}
 
 
 def mean_errors(rows: list[dict]) -> dict:

@@ -51,8 +51,10 @@ OPENS_FROM, OPEN_FADE = 0.1, 1.0  # frame px a lid must move out for the eyeball
 OLD_MARGIN = 0.04             # paint this fraction of the eye's width past the old lid margin (its shadow)
 LID_SHADOW = 0.15             # how much darker the eyeball is right under a lid ...
 SHADOW_REACH = 0.04           # ... fading over this fraction of the eye's width
+UPPER_SHADOW = 0.5            # how much darker, besides, right under the upper lid's lashes, ...
+UPPER_SHADOW_REACH = 0.05     # ... fading over this (pipelines.eye_paint: fitted on real wide eyes)
 CORNER_SHADE = 0.15           # how much darker the white is at the eye's corners than by the iris
-WHITE_LIGHT = 0.3             # a raised lid lights the eye's white by 1 + this x the share of the
+WHITE_LIGHT = 0.5             # a raised lid lights the eye's white by 1 + this x the share of the
                              # opening it uncovered (pipelines.eye_paint: fitted on real wide eyes)
 LIMBUS = 0.2                  # how much darker the iris's rim is than its body
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # brightness of an RGB colour (Rec. 601)
@@ -171,15 +173,16 @@ def paint_eyes(frame: np.ndarray, warped: np.ndarray, source: np.ndarray, target
             if uncovered.sum() < UNCOVERED_PX:
                 continue
             centre, radius = iris_circle(source, eye, width)
-            ball, alpha, white = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width)
+            upper = after[:CONTOUR_INNER + 1] - (x0, y0)
+            ball, alpha, white = eyeball(local, now, then, uncovered, centre - (x0, y0), radius, width, upper)
             colour, alpha = soften(ball, alpha, sigma)
             fade = min(1.0, (outwards - OPENS_FROM) / OPEN_FADE)
             alpha = alpha * fade
             if sigma > 0:
                 white = cv2.GaussianBlur(white, (0, 0), sigma)
             light = WHITE_LIGHT * fade * (1 - area_then / area_now) * white
-        rows = np.flatnonzero(np.maximum(alpha, light).max(1) > 0)
-        cols = np.flatnonzero(np.maximum(alpha, light).max(0) > 0)
+        changed = np.maximum(alpha, light) > 0
+        rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
         if not len(rows):
             continue
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
@@ -250,7 +253,7 @@ def lid_skin(contour: np.ndarray, fold: np.ndarray, width: float) -> np.ndarray:
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
-            centre: np.ndarray, radius: float, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            centre: np.ndarray, radius: float, width: float, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The eyeball's colour over a region of the source (``local``, (h, w, 3)), where to
     paint it, and where its white lies out of the lids' shadow (0-1, what a raised lid lights):
     the iris where the iris's circle (centre in region px) reaches, the white around it,
@@ -271,7 +274,18 @@ def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.
     under_lid = cv2.distanceTransform((now > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
     shadow = np.exp(-under_lid / max(1.0, SHADOW_REACH * width))
     ball *= (1 - LID_SHADOW * shadow)[..., None]
+    lashes = np.exp(-below(upper, now.shape) / max(1.0, UPPER_SHADOW_REACH * width))
+    ball *= (1 - UPPER_SHADOW * lashes)[..., None]
     return ball, alpha, (1 - in_iris[..., 0]) * (1 - shadow)
+
+
+def below(line: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32: each pixel's distance (px) below a polyline (region px; an eye's upper
+    lid, corner to corner); 0 on it and above it between its ends."""
+    above = np.vstack([line, (line[-1, 0], -1.0), (line[0, 0], -1.0)])     # up to the region's top
+    mask = np.ones(shape, np.uint8)
+    cv2.fillPoly(mask, [np.rint(above * (1 << SUBPIXEL)).astype(np.int32)], 0, cv2.LINE_8, shift=SUBPIXEL)
+    return cv2.distanceTransform(mask, cv2.DIST_L2, 3)
 
 
 def lash_colour(frame: np.ndarray, source: np.ndarray, eye: int) -> np.ndarray:
