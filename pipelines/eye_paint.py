@@ -16,9 +16,9 @@ out, against the shipped cap's.
 
 Raised lids. The frames read wide (AU05 >= WIDE, AU45 <= OPEN) show how bright a wide eye's
 white is; up to OPEN_FRAMES open frames that read AU05 <= CALM are each widened by the rig
-(AU05 = RAISE) with the white left unlit. A white's brightness is the median luma of the opening outside the iris (a pixel in
-from the lids), over the median luma of the cheeks (the exposure and the light vary between
-frames; the cheeks do not move with the lids). ``paint_eyes`` lights the white by 1 +
+(AU05 = RAISE) with the white left unlit. A white's brightness is the median luma of the
+opening outside the iris (a pixel in from the lids), over the median luma of the cheeks (the
+exposure and the light vary between frames; the cheeks do not move with the lids). ``paint_eyes`` lights the white by 1 +
 ``WHITE_LIGHT`` x the share of the opening the lids uncovered: per person, the light the real
 white asks for ((real / unlit - 1) / share) and, leaving each person out, the light that fits
 the others best and its error on the one left out, against the shipped light's and no
@@ -172,16 +172,16 @@ def held_out_lights(real: np.ndarray, unlit: np.ndarray, share: np.ndarray, ship
     return held_out(lambda light: np.abs(np.log((1 + light * share) * unlit / real)), lights, shipped, "light")
 
 
-def unlit_edit(rgb: np.ndarray, mesh: np.ndarray, current: np.ndarray, au: int, value: float,
-               rig) -> tuple[np.ndarray, np.ndarray]:
-    """The frame with ``au`` moved to ``value`` by the rig (the motion stage, its closed lid
-    and its white unlit) and the moved landmarks."""
+def rig_edit(rgb: np.ndarray, mesh: np.ndarray, current: np.ndarray, au: int, value: float, rig,
+             **paint: float) -> tuple[np.ndarray, np.ndarray]:
+    """The frame with ``au`` moved to ``value`` by the motion stage, with the eye paint's
+    settings in ``paint`` (names in :mod:`animator.motion.eyes`) changed, and the moved landmarks."""
     from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
 
     target = current.copy()
     target[au] = value
     moved = rig.displace(mesh, added_aus(current, target, rig))
-    with mock.patch.object(eyes, "LID_TONE_GAIN", 1.0), mock.patch.object(eyes, "WHITE_LIGHT", 0.0):
+    with mock.patch.multiple(eyes, **paint):
         edited, _ = move_landmarks(rgb, mesh, moved)
     return edited, moved
 
@@ -208,12 +208,12 @@ def clip_brightness(path: Path, clip, rig) -> dict:
                                  / cheek_brightness(rgb, mesh) for eye in range(2)]
     for i in rest:
         rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
-        closed, moved = unlit_edit(rgb, mesh, current, BLINK, 5.0, rig)
+        closed, moved = rig_edit(rgb, mesh, current, BLINK, 5.0, rig, LID_TONE_GAIN=1.0)       # unlit
         values["unlit"] += [lid_brightness(closed, moved, eye) for eye in range(2)]
         values["crease"] += [float(eyes.lid_skin_colour(rgb, mesh, eye) @ LUMA) for eye in range(2)]
     for i in calm:
         rgb, mesh = frames[i], clip.landmarks[i]
-        widened, moved = unlit_edit(rgb, mesh, clip.readings[i], LID_RAISER, RAISE, rig)
+        widened, moved = rig_edit(rgb, mesh, clip.readings[i], LID_RAISER, RAISE, rig, WHITE_LIGHT=0.0)  # unlit
         for eye in range(2):
             before, after = eye_contour(mesh, eye), eye_contour(moved, eye)
             iris = iris_circle(mesh, eye, eye_width(mesh, eye))          # the eyeball stays
@@ -227,8 +227,6 @@ def clip_margins(frames: dict[int, np.ndarray], clip, wide: list[int], calm: lis
     """One person's upper-lid margin profiles (:func:`margin_profile`, medians over lid points,
     frames and eyes): real on the ``wide`` frames, and on the ``calm`` ones widened by the rig
     with each of SHADOWS (empty when the clip has no wide frames)."""
-    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
-
     def profiles(rgb: np.ndarray, landmarks: np.ndarray, mesh: np.ndarray) -> list[np.ndarray]:
         return [p for eye in range(2) for p in margin_profile(rgb, eye_contour(landmarks, eye),
                                                              iris_circle(mesh, eye, eye_width(mesh, eye)),
@@ -241,58 +239,69 @@ def clip_margins(frames: dict[int, np.ndarray], clip, wide: list[int], calm: lis
     for shadow in SHADOWS:
         found = []
         for i in calm:
-            rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
-            target = current.copy()
-            target[LID_RAISER] = RAISE
-            moved = rig.displace(mesh, added_aus(current, target, rig))
-            with mock.patch.object(eyes, "UPPER_SHADOW", float(shadow)):
-                widened, _ = move_landmarks(rgb, mesh, moved)
+            mesh = clip.landmarks[i]
+            widened, moved = rig_edit(frames[i], mesh, clip.readings[i], LID_RAISER, RAISE, rig, UPPER_SHADOW=float(shadow))
             found += profiles(widened, moved, mesh)
         edits.append(np.median(found, 0))
     return {"real_margin": np.median(real, 0), "edit_margins": np.array(edits)}
 
 
 def measure(args: argparse.Namespace) -> dict:
-    """Closed lids' and raised lids' brightness, real against painted, per clip."""
+    """Closed lids' brightness, raised lids' whites and margins, real against painted, per clip."""
     from animator.estimate import AUEstimator  # noqa: PLC0415
     from animator.motion.rig import AURig  # noqa: PLC0415
     from pipelines.fit_rig import load_clip  # noqa: PLC0415
 
     estimator, rig = AUEstimator.default(), AURig.default()
     people = {path.stem: clip_brightness(path, load_clip(path, estimator, args.cache), rig) for path in args.clips}
+    return {"method": " ".join(__doc__.split("\n\n")[2:]).replace("\n", " "),
+            "shipped_cap": eyes.LID_TONE_GAIN, "shipped_light": eyes.WHITE_LIGHT, "shipped_shadow": eyes.UPPER_SHADOW,
+            "closed_lids": closed_lids_report(people), "raised_lids": raised_whites_report(people),
+            "raised_lid_margins": margins_report(people)}
+
+
+def closed_lids_report(people: dict[str, dict]) -> dict:
+    """Per person the closed lid's gain asked for and given, and the caps left out."""
     lids = {name: p for name, p in people.items() if np.isfinite([p["real"], p["unlit"], p["crease"]]).all()}
     needed = np.array([p["real"] / p["unlit"] for p in lids.values()])
     crease = np.array([p["crease"] / p["unlit"] for p in lids.values()])
-    held_out_rows = held_out_caps(needed, crease, eyes.LID_TONE_GAIN) if len(lids) >= 2 else [{}] * len(lids)
-    closed = {name: {"real": round(p["real"], 1), "unlit": round(p["unlit"], 1), "crease": round(p["crease"], 1),
-                     "needed_gain": round(float(n), 2),
-                     "shipped_gain": round(float(np.clip(c, 1.0, eyes.LID_TONE_GAIN)), 2), **h}
-              for (name, p), n, c, h in zip(lids.items(), needed, crease, held_out_rows)}
+    rows = held_out_caps(needed, crease, eyes.LID_TONE_GAIN) if len(lids) >= 2 else [{}] * len(lids)
+    per_person = {name: {"real": round(p["real"], 1), "unlit": round(p["unlit"], 1), "crease": round(p["crease"], 1),
+                         "needed_gain": round(float(n), 2),
+                         "shipped_gain": round(float(np.clip(c, 1.0, eyes.LID_TONE_GAIN)), 2), **row}
+                  for (name, p), n, c, row in zip(lids.items(), needed, crease, rows)}
+    return {"per_person": per_person, "mean_abs_log_error": mean_errors(rows)}
+
+
+def raised_whites_report(people: dict[str, dict]) -> dict:
+    """Per person the wide white real and unlit, the light asked for, and the lights left out."""
     wide = {name: p for name, p in people.items()
             if np.isfinite([p["real_white"], p["unlit_white"]]).all() and p["uncovered"] > 0}
     real, unlit, share = (np.array([p[key] for p in wide.values()]) for key in ("real_white", "unlit_white", "uncovered"))
-    lights = held_out_lights(real, unlit, share, eyes.WHITE_LIGHT) if len(wide) >= 2 else [{}] * len(wide)
+    rows = held_out_lights(real, unlit, share, eyes.WHITE_LIGHT) if len(wide) >= 2 else [{}] * len(wide)
+    per_person = {name: {"real": round(p["real_white"], 3), "unlit": round(p["unlit_white"], 3),
+                         "uncovered": round(p["uncovered"], 3),
+                         "needed_light": round(float((p["real_white"] / p["unlit_white"] - 1) / p["uncovered"]), 2),
+                         "unlit_error": round(float(abs(np.log(p["unlit_white"] / p["real_white"]))), 3), **row}
+                  for (name, p), row in zip(wide.items(), rows)}
+    return {"per_person": per_person, "mean_abs_log_error": {**mean_errors(rows), **mean_of(per_person, "unlit_error")}}
+
+
+def margins_report(people: dict[str, dict]) -> dict:
+    """Per person the real wide margin profile, and the lashes' shadows left out."""
     margins = {name: p for name, p in people.items() if "real_margin" in p}
-    shadows = (held_out_shadows(np.array([p["real_margin"] for p in margins.values()]),
-                                np.array([p["edit_margins"] for p in margins.values()]), eyes.UPPER_SHADOW)
-               if len(margins) >= 2 else [{}] * len(margins))
-    margin_rows = {name: {"real": np.round(p["real_margin"].astype(float), 3).tolist(), **row,
-                          "no_shadow_error": round(float(np.abs(np.log(p["edit_margins"][0] / p["real_margin"])).mean()), 3)}
-                   for (name, p), row in zip(margins.items(), shadows)}
-    raised = {name: {"real": round(p["real_white"], 3), "unlit": round(p["unlit_white"], 3),
-                     "uncovered": round(p["uncovered"], 3),
-                     "needed_light": round(float((p["real_white"] / p["unlit_white"] - 1) / p["uncovered"]), 2),
-                     "unlit_error": round(float(abs(np.log(p["unlit_white"] / p["real_white"]))), 3), **row}
-              for (name, p), row in zip(wide.items(), lights)}
-    return {"method": " ".join(__doc__.split("\n\n")[2:5]).replace("\n", " "),
-            "shipped_cap": eyes.LID_TONE_GAIN, "shipped_light": eyes.WHITE_LIGHT, "shipped_shadow": eyes.UPPER_SHADOW,
-            "closed_lids": {"per_person": closed, "mean_abs_log_error": mean_errors(held_out_rows)},
-            "raised_lids": {"per_person": raised, "mean_abs_log_error": {
-                **mean_errors(lights), "unlit_error": round(float(np.mean([r["unlit_error"] for r in raised.values()])), 3)
-                if raised else float("nan")}},
-            "raised_lid_margins": {"per_person": margin_rows, "mean_abs_log_error": {
-                **mean_errors(shadows), "no_shadow_error": round(float(np.mean([r["no_shadow_error"] for r in margin_rows.values()])), 3)
-                if margin_rows else float("nan")}}}
+    rows = (held_out_shadows(np.array([p["real_margin"] for p in margins.values()]),
+                             np.array([p["edit_margins"] for p in margins.values()]), eyes.UPPER_SHADOW)
+            if len(margins) >= 2 else [{}] * len(margins))
+    per_person = {name: {"real": np.round(p["real_margin"].astype(float), 3).tolist(), **row,
+                         "no_shadow_error": round(float(np.abs(np.log(p["edit_margins"][0] / p["real_margin"])).mean()), 3)}
+                  for (name, p), row in zip(margins.items(), rows)}
+    return {"per_person": per_person, "mean_abs_log_error": {**mean_errors(rows), **mean_of(per_person, "no_shadow_error")}}
+
+
+def mean_of(per_person: dict[str, dict], key: str) -> dict:
+    """``{key: its mean over the people}`` (empty without people)."""
+    return {key: round(float(np.mean([row[key] for row in per_person.values()])), 3)} if per_person else {}
 
 
 def mean_errors(rows: list[dict]) -> dict:
