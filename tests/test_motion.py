@@ -538,7 +538,25 @@ def test_the_uncovered_top_of_an_iris_is_painted_as_iris(rig):
         assert np.abs(image[spot[1], spot[0]].astype(int) - SKIN).max() == 0  # was lid
 
 
-def test_a_raised_lid_lights_the_eyes_white_and_not_its_iris(rig, monkeypatch):
+def paint_raised(image: np.ndarray, mesh: np.ndarray, raised: np.ndarray, **settings: float) -> np.ndarray:
+    """The drawn eyes (a sharp picture) painted under lids ``raised``, with the eye paint's
+    ``settings`` (names in animator.motion.eyes) changed."""
+    from unittest import mock
+
+    from animator.motion import eyes
+
+    with mock.patch.multiple(eyes, **settings):
+        return eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
+
+
+def beside_iris(shape: tuple[int, ...], mesh: np.ndarray, eye: int, width: float, margin: float = 2.0) -> np.ndarray:
+    """(h, w) bool: the pixels more than ``margin`` px outside :func:`drawn_eyes`' iris of ``eye``."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    centre = mesh[468 + 5 * eye, :2]
+    return np.hypot(xs - centre[0], ys - centre[1]) > 0.2 * width + margin
+
+
+def test_a_raised_lid_lights_the_eyes_white_and_not_its_iris(rig):
     """Out of the lid's shadow, a widened eye's white (held and painted alike) is lit by
     ``WHITE_LIGHT`` (here 0.4) x the share of the opening uncovered; the iris and everything
     outside the new opening stay as they were."""
@@ -549,24 +567,17 @@ def test_a_raised_lid_lights_the_eyes_white_and_not_its_iris(rig, monkeypatch):
     image, mesh = drawn_eyes(face)
     image[(image == WHITE).all(-1)] = (150, 148, 146)                 # a white in shadow, lit below 255
     raised = raised_lids(face, 0.3)
-    light = 0.4
-    monkeypatch.setattr(eyes, "WHITE_LIGHT", light)
-    lit = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
-    monkeypatch.setattr(eyes, "WHITE_LIGHT", 0.0)
-    unlit = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
-    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    lit, unlit = (paint_raised(image, mesh, raised, WHITE_LIGHT=light) for light in (0.4, 0.0))
     for eye in range(2):
         width = eyes.eye_width(face, eye)
         share = 1 - polygon_area(eyes.eye_contour(face, eye)) / polygon_area(eyes.eye_contour(raised, eye))
         opening = polygon_mask(image.shape, eyes.eye_contour(raised, eye))
-        centre, radius = mesh[468 + 5 * eye, :2], 0.2 * width
-        from_iris = np.hypot(xs - centre[0], ys - centre[1])
         away = cv2.distanceTransform(opening.astype(np.uint8), cv2.DIST_L2, 3) > 4 * eyes.SHADOW_REACH * width
-        white = away & (from_iris > radius + 2)
+        white = away & beside_iris(image.shape, mesh, eye, width)
         assert white.sum() > 50
         ratio = luma(lit)[white] / luma(unlit)[white]
-        assert np.median(ratio) == pytest.approx(1 + light * share, abs=0.02)
-        iris = from_iris < radius - 2
+        assert np.median(ratio) == pytest.approx(1 + 0.4 * share, abs=0.02)
+        iris = ~beside_iris(image.shape, mesh, eye, width, margin=-2.0)     # 2 px inside its rim
         assert np.array_equal(lit[iris & opening], unlit[iris & opening])
     openings = [polygon_mask(image.shape, eyes.eye_contour(raised, eye), grow=2) for eye in range(2)]
     outside = ~(openings[0] | openings[1])
@@ -586,7 +597,7 @@ def test_below_measures_the_distance_under_a_lid_line():
     assert distance[15, 50] == 0                                                          # above the slant
 
 
-def test_a_raised_lids_lashes_shade_the_eyeball_under_it(rig, monkeypatch):
+def test_a_raised_lids_lashes_shade_the_eyeball_under_it(rig):
     """Right under a raised upper lid the painted eyeball is darker by about ``UPPER_SHADOW``
     (as under real wide eyes' lashes), fading over ``UPPER_SHADOW_REACH`` of the eye's width:
     a few reaches down it is as without the shadow."""
@@ -596,17 +607,12 @@ def test_a_raised_lids_lashes_shade_the_eyeball_under_it(rig, monkeypatch):
     image, mesh = drawn_eyes(face)
     raised = raised_lids(face, 0.3)
     shadow = eyes.UPPER_SHADOW
-    shaded = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
-    monkeypatch.setattr(eyes, "UPPER_SHADOW", 0.0)
-    plain = eyes.paint_eyes(image, image.copy(), mesh, raised, lambda: 0.0)
-    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    shaded, plain = (paint_raised(image, mesh, raised, UPPER_SHADOW=value) for value in (shadow, 0.0))
     for eye in range(2):
         width = eyes.eye_width(face, eye)
         reach = eyes.UPPER_SHADOW_REACH * width
         under = eyes.below(eyes.eye_contour(raised, eye)[:eyes.CONTOUR_INNER + 1], image.shape[:2])
-        centre = mesh[468 + 5 * eye, :2]
-        beside_iris = np.hypot(xs - centre[0], ys - centre[1]) > 0.2 * width + 2
-        white = polygon_mask(image.shape, eyes.eye_contour(raised, eye)) & beside_iris
+        white = polygon_mask(image.shape, eyes.eye_contour(raised, eye)) & beside_iris(image.shape, mesh, eye, width)
         ratio = luma(shaded) / luma(plain)
         near = white & (under >= 0.5 * reach) & (under <= 1.5 * reach)
         deep = white & (under > 5 * reach)
