@@ -18,11 +18,11 @@ Raised lids. The frames read wide (AU05 >= WIDE, AU45 <= OPEN) show how bright a
 white is; up to OPEN_FRAMES open frames that read AU05 <= CALM are each widened by the rig
 (AU05 = RAISE) with the white left unlit. A white's brightness is the median luma of the
 opening outside the iris (a pixel in from the lids), over the median luma of the cheeks (the
-exposure and the light vary between frames; the cheeks do not move with the lids). ``paint_eyes`` lights the white by 1 +
-``WHITE_LIGHT`` x the share of the opening the lids uncovered: per person, the light the real
-white asks for ((real / unlit - 1) / share) and, leaving each person out, the light that fits
-the others best and its error on the one left out, against the shipped light's and no
-light's.
+exposure and the light vary between frames; the cheeks do not move with the lids).
+``paint_eyes`` lights the white by 1 + ``WHITE_LIGHT`` x the share of the opening the lids
+uncovered: per person, the light the real white asks for ((real / unlit - 1) / share) and,
+leaving each person out, the light that fits the others best and its error on the one left
+out, against the shipped light's and no light's.
 
 Raised lids' margins. Under a real upper lid its lashes and margin shade the eyeball: across
 the lid (along its normal, at the lid points beside the iris) the luma rises from the margin
@@ -103,7 +103,8 @@ def white_brightness(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarra
     return float(np.median(pixels)) if len(pixels) >= 6 else float("nan")
 
 
-def margin_profile(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float], width: float) -> list[np.ndarray]:
+def margin_profile(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float],
+                   width: float) -> list[np.ndarray]:
     """Per upper-lid point beside the iris (over 1.3 radii from its centre, across), the luma
     from the lid (``contour``, :func:`eye_contour`'s layout) down into the eye to MARGIN_DEPTH
     eye widths, every MARGIN_STEP, over its mean from there to PLATEAU."""
@@ -204,8 +205,9 @@ def clip_brightness(path: Path, clip, rig) -> dict:
         values["real"] += [lid_brightness(frames[i], clip.landmarks[i], eye) for eye in range(2)]
     for i in wide:
         rgb, mesh = frames[i], clip.landmarks[i]
+        cheeks = cheek_brightness(rgb, mesh)
         values["real_white"] += [white_brightness(rgb, eye_contour(mesh, eye), iris_circle(mesh, eye, eye_width(mesh, eye)))
-                                 / cheek_brightness(rgb, mesh) for eye in range(2)]
+                                 / cheeks for eye in range(2)]
     for i in rest:
         rgb, mesh, current = frames[i], clip.landmarks[i], clip.readings[i]
         closed, moved = rig_edit(rgb, mesh, current, BLINK, 5.0, rig, LID_TONE_GAIN=1.0)       # unlit
@@ -240,7 +242,8 @@ def clip_margins(frames: dict[int, np.ndarray], clip, wide: list[int], calm: lis
         found = []
         for i in calm:
             mesh = clip.landmarks[i]
-            widened, moved = rig_edit(frames[i], mesh, clip.readings[i], LID_RAISER, RAISE, rig, UPPER_SHADOW=float(shadow))
+            widened, moved = rig_edit(frames[i], mesh, clip.readings[i], LID_RAISER, RAISE, rig,
+                                      UPPER_SHADOW=float(shadow))
             found += profiles(widened, moved, mesh)
         edits.append(np.median(found, 0))
     return {"real_margin": np.median(real, 0), "edit_margins": np.array(edits)}
@@ -277,7 +280,8 @@ def raised_whites_report(people: dict[str, dict]) -> dict:
     """Per person the wide white real and unlit, the light asked for, and the lights left out."""
     wide = {name: p for name, p in people.items()
             if np.isfinite([p["real_white"], p["unlit_white"]]).all() and p["uncovered"] > 0}
-    real, unlit, share = (np.array([p[key] for p in wide.values()]) for key in ("real_white", "unlit_white", "uncovered"))
+    real, unlit, share = (np.array([p[key] for p in wide.values()])
+                          for key in ("real_white", "unlit_white", "uncovered"))
     rows = held_out_lights(real, unlit, share, eyes.WHITE_LIGHT) if len(wide) >= 2 else [{}] * len(wide)
     per_person = {name: {"real": round(p["real_white"], 3), "unlit": round(p["unlit_white"], 3),
                          "uncovered": round(p["uncovered"], 3),
@@ -294,9 +298,11 @@ def margins_report(people: dict[str, dict]) -> dict:
                              np.array([p["edit_margins"] for p in margins.values()]), eyes.UPPER_SHADOW)
             if len(margins) >= 2 else [{}] * len(margins))
     per_person = {name: {"real": np.round(p["real_margin"].astype(float), 3).tolist(), **row,
-                         "no_shadow_error": round(float(np.abs(np.log(p["edit_margins"][0] / p["real_margin"])).mean()), 3)}
+                         "no_shadow_error": round(float(np.abs(np.log(p["edit_margins"][0] / p["real_margin"])).mean()),
+                                                  3)}
                   for (name, p), row in zip(margins.items(), rows)}
-    return {"per_person": per_person, "mean_abs_log_error": {**mean_errors(rows), **mean_of(per_person, "no_shadow_error")}}
+    errors = {**mean_errors(rows), **mean_of(per_person, "no_shadow_error")}
+    return {"per_person": per_person, "mean_abs_log_error": errors}
 
 
 def mean_of(per_person: dict[str, dict], key: str) -> dict:

@@ -1193,7 +1193,8 @@ def test_eye_paint_reads_the_lid_the_white_and_the_cheeks_where_they_are(face_im
     cv2.circle(picture, tuple(int(v) for v in np.rint(iris[0])), int(np.ceil(1.2 * iris[1])), (10, 10, 10), -1)
     assert white_brightness(picture, contour, iris) == pytest.approx(230)
     for point in CHEEKS:
-        cv2.circle(picture, tuple(int(v) for v in np.rint(mesh[point, :2])), int(eye_width(mesh, 0)), (120, 120, 120), -1)
+        centre = tuple(int(v) for v in np.rint(mesh[point, :2]))
+        cv2.circle(picture, centre, int(eye_width(mesh, 0)), (120, 120, 120), -1)
     assert cheek_brightness(picture, mesh) == pytest.approx(120)
 
 

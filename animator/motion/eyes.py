@@ -6,8 +6,8 @@ into a tall oval when a lid goes up — neither is how an eye looks, and the lan
 reads a stretched iris as an eye of the same openness. So inside each eye's new opening the
 field shows the eyeball where it was (:func:`hold_eyeballs`); what a raised lid uncovers —
 the top of the iris and the white around it, which the source hid under the lid — is painted
-from the eye's own iris and sclera colours, the whole white lit as the lid's shadow leaves
-it, and a slit the lids narrow darkens into the lash line, as the lashes hide it
+from the eye's own iris and sclera colours and shaded under the lashes, the whole white lit
+as the lid's shadow leaves it, and a slit the lids narrow darkens into the lash line, as the lashes hide it
 (:func:`paint_eyes`). The paint is as soft as the picture
 (:mod:`animator.motion.softness`), measured here at the eyes (:func:`picture_blur`).
 """
@@ -253,12 +253,14 @@ def lid_skin(contour: np.ndarray, fold: np.ndarray, width: float) -> np.ndarray:
 
 
 def eyeball(local: np.ndarray, now: np.ndarray, then: np.ndarray, uncovered: np.ndarray,
-            centre: np.ndarray, radius: float, width: float, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            centre: np.ndarray, radius: float, width: float,
+            upper: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The eyeball's colour over a region of the source (``local``, (h, w, 3)), where to
     paint it, and where its white lies out of the lids' shadow (0-1, what a raised lid lights):
     the iris where the iris's circle (centre in region px) reaches, the white around it,
-    shaded under the lid and towards the corners, over the ``uncovered`` part of the opening
-    ``now`` (coverages) and the old margin's shadow just inside the old one."""
+    shaded under the lids, under the upper lid's lashes (``upper``: its line, region px) and
+    towards the corners, over the ``uncovered`` part of the opening ``now`` (coverages) and
+    the old margin's shadow just inside the old one."""
     reach = max(1, int(round(OLD_MARGIN * width)))
     grown = cv2.dilate(uncovered, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     alpha = np.minimum(cv2.GaussianBlur(grown, (0, 0), max(0.5, reach / 2)), now)
