@@ -36,6 +36,7 @@ against the shipped one's and none. Prints JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -182,7 +183,7 @@ def rig_edit(rgb: np.ndarray, mesh: np.ndarray, current: np.ndarray, au: int, va
     target = current.copy()
     target[au] = value
     moved = rig.displace(mesh, added_aus(current, target, rig))
-    with mock.patch.multiple(eyes, **paint):
+    with mock.patch.multiple(eyes, **paint) if paint else contextlib.nullcontext():
         edited, _ = move_landmarks(rgb, mesh, moved)
     return edited, moved
 
