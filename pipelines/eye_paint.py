@@ -76,32 +76,34 @@ def lid_brightness(rgb: np.ndarray, mesh: np.ndarray, eye: int) -> float:
     return region_luma(rgb, eyes.lid_skin(eye_contour(mesh, eye), fold, eye_width(mesh, eye)))
 
 
-def region_luma(rgb: np.ndarray, polygon: np.ndarray, keep=None) -> float:
-    """Mean luma of the pixels the polygon (frame px) covers by more than half (and that
-    ``keep(xs, ys)``, frame px, accepts); NaN when fewer than 4 are."""
+def region_lumas(rgb: np.ndarray, polygon: np.ndarray, keep=None, inset: bool = False) -> np.ndarray:
+    """The luma of the pixels the polygon (frame px) covers by more than half (a pixel in from
+    its edge when ``inset``) and that ``keep(xs, ys)``, frame px, accepts."""
     h, w = rgb.shape[:2]
     x0, y0 = np.clip(np.floor(polygon.min(0)).astype(int) - 1, 0, [w, h])
     x1, y1 = np.clip(np.ceil(polygon.max(0)).astype(int) + 2, 0, [w, h])
     inside = polygon_coverage(polygon, (x0, y0), (y1 - y0, x1 - x0)) > 0.5
+    if inset:
+        inside = cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if keep is not None:
         ys, xs = np.mgrid[y0:y1, x0:x1]
         inside &= keep(xs, ys)
-    pixels = rgb[y0:y1, x0:x1][inside].astype(np.float32)
-    return float((pixels @ LUMA).mean()) if len(pixels) >= 4 else float("nan")
+    return rgb[y0:y1, x0:x1][inside].astype(np.float32) @ LUMA
+
+
+def region_luma(rgb: np.ndarray, polygon: np.ndarray) -> float:
+    """Mean luma of the pixels the polygon (frame px) covers by more than half; NaN when fewer
+    than 4 are."""
+    lumas = region_lumas(rgb, polygon)
+    return float(lumas.mean()) if len(lumas) >= 4 else float("nan")
 
 
 def white_brightness(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float]) -> float:
     """Median luma of an eye's white: the opening ``contour`` (frame px), a pixel in from the
     lids, outside 1.2 radii of the ``iris`` circle (centre, radius); NaN when under 6 pixels."""
     (cx, cy), radius = iris
-    h, w = rgb.shape[:2]
-    x0, y0 = np.clip(np.floor(contour.min(0)).astype(int) - 1, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(contour.max(0)).astype(int) + 2, 0, [w, h])
-    opening = (polygon_coverage(contour, (x0, y0), (y1 - y0, x1 - x0)) > 0.5).astype(np.uint8)
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    white = (cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0) & (np.hypot(xs - cx, ys - cy) > 1.2 * radius)
-    pixels = rgb[y0:y1, x0:x1][white].astype(np.float32) @ LUMA
-    return float(np.median(pixels)) if len(pixels) >= 6 else float("nan")
+    lumas = region_lumas(rgb, contour, lambda xs, ys: np.hypot(xs - cx, ys - cy) > 1.2 * radius, inset=True)
+    return float(np.median(lumas)) if len(lumas) >= 6 else float("nan")
 
 
 def margin_profile(rgb: np.ndarray, contour: np.ndarray, iris: tuple[np.ndarray, float],
@@ -217,10 +219,11 @@ def clip_brightness(path: Path, clip, rig) -> dict:
     for i in calm:
         rgb, mesh = frames[i], clip.landmarks[i]
         widened, moved = rig_edit(rgb, mesh, clip.readings[i], LID_RAISER, RAISE, rig, WHITE_LIGHT=0.0)  # unlit
+        cheeks = cheek_brightness(rgb, mesh)
         for eye in range(2):
             before, after = eye_contour(mesh, eye), eye_contour(moved, eye)
             iris = iris_circle(mesh, eye, eye_width(mesh, eye))          # the eyeball stays
-            values["unlit_white"].append(white_brightness(widened, after, iris) / cheek_brightness(rgb, mesh))
+            values["unlit_white"].append(white_brightness(widened, after, iris) / cheeks)
             values["uncovered"].append(max(0.0, 1 - polygon_area(before) / polygon_area(after)))
     medians = {name: float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan") for name, v in values.items()}
     return {**medians, **clip_margins(frames, clip, wide, calm, rig)}
