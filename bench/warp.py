@@ -52,7 +52,7 @@ def main() -> int:
     from animator.aus import parse_target
     from animator.estimate import AUEstimator
     from animator.motion.eyes import paint_eyes, picture_blur
-    from animator.motion.mouth import fill_mouth
+    from animator.motion.mouth import fill_mouth, mouth_tear
     from animator.motion.move import face_field
     from animator.motion.rig import AURig
     from animator.motion.warp import apply_field
@@ -72,12 +72,13 @@ def main() -> int:
                 t0 = time.perf_counter()
                 moved = rig.displace(mesh, delta)
                 t1 = time.perf_counter()
-                field = face_field(rgb.shape, mesh[:468], moved)
+                mouth = mouth_tear(mesh[:468], moved)
+                field = face_field(rgb.shape, mesh[:468], moved, mouth)
                 t2 = time.perf_counter()
                 warped = apply_field(rgb, field)
                 t3 = time.perf_counter()
                 blur = functools.cache(functools.partial(picture_blur, rgb, mesh))
-                fill_mouth(paint_eyes(rgb, warped, mesh, moved, blur), mesh, moved, blur)
+                fill_mouth(paint_eyes(rgb, warped, mesh, moved, blur), moved, mouth, blur)
                 t4 = time.perf_counter()
                 cpu = time.process_time() - cpu
                 for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, cpu)):

@@ -14,6 +14,7 @@ from animator.errors import AnimatorError
 from animator.estimate.geometry import MESH
 from animator.motion.fit import (MIN_AREA, REGIONS, Clip, blink_closure_held_out, blink_closures,
                                  fit_basis, fit_blink_closure, mirror_index, support_mask, symmetrise, unfold)
+from animator.motion.mouth import mouth_tear
 from animator.motion.move import face_field, move_face, opening_nodes
 from animator.motion.rig import LOWER_LIDS, UPPER_LIDS, AURig, keep_contours_apart
 from animator.motion.warp import MotionField, apply_field, frame_offsets, motion_field
@@ -255,10 +256,10 @@ def test_the_field_and_the_warp_match_an_exact_evaluation_on_a_real_face(rig, mo
     mesh = mesh[:len(rig.template)]
     for preset in ("happy", "blink"):
         moved = rig.displace(mesh, np.maximum(parse_target(preset) - current, 0))
-        field = face_field(frame.shape, mesh, moved)
+        field = face_field(frame.shape, mesh, moved, mouth_tear(mesh, moved))
         with monkeypatch.context() as patch:
             patch.setattr(warp, "PiecewiseLinear", ExactPiecewiseLinear)
-            exact = face_field(frame.shape, mesh, moved)
+            exact = face_field(frame.shape, mesh, moved, mouth_tear(mesh, moved))
         assert field.box == exact.box and np.abs(exact.offsets).max() > 1
         assert np.abs(field.offsets - exact.offsets).max() <= 0.05
         x0, y0, x1, y1 = exact.box
@@ -284,7 +285,7 @@ def test_the_lids_exact_field_blends_into_the_upsampled_one(rig):
     mesh, current = read_face(frame)
     mesh = mesh[:len(rig.template)]
     moved = rig.displace(mesh, np.maximum(parse_target("surprise") - current, 0))
-    field = face_field(frame.shape, mesh, moved)
+    field = face_field(frame.shape, mesh, moved, mouth_tear(mesh, moved))
     x0, y0, x1, y1 = field.box
     step = max(warp.MIN_STEP, max(x1 - x0, y1 - y0) / warp.GRID_NODES)
     o = field.offsets
@@ -303,11 +304,11 @@ def test_the_lids_exact_field_blends_into_the_upsampled_one(rig):
 
 def test_the_mouth_splits_at_its_midline_and_a_closing_lid_keeps_its_lash_band(rig):
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
-    sources, targets = opening_nodes(face, face)
+    sources, targets = opening_nodes(face, face, mouth_tear(face, face))
     assert len(sources) == 9  # the mouth's midpoints
     np.testing.assert_array_equal(sources, targets)
     closed = rig.displace(posed(rig.template, 0.0, 100.0, (300.0, 200.0)), one_au("AU45", 5.0))[:, :2]
-    sources, targets = opening_nodes(face, closed)
+    sources, targets = opening_nodes(face, closed, mouth_tear(face, closed))
     # per closing lid point a lash node above the margin, carried down with it; per lower lid
     # point of a closing eye a guard node just below it, moving with it
     n = len(UPPER_LIDS[0])
@@ -334,7 +335,7 @@ def test_skin_under_a_closing_eyes_lower_lid_does_not_show_the_eye(shared_dir, r
         frame = next(f for i, f in enumerate(video.decode(video=0)) if i == 11).to_ndarray(format="rgb24")
     mesh, current = read_face(frame)
     moved = rig.displace(mesh, added_aus(current, with_au(current, "AU45", 5.0), rig))
-    field = face_field(frame.shape, mesh[:468], moved)
+    field = face_field(frame.shape, mesh[:468], moved, mouth_tear(mesh[:468], moved))
     x0, y0, x1, y1 = field.box
     ys, xs = np.mgrid[y0:y1, x0:x1]
     sx = np.clip(np.rint(xs + field.offsets[..., 0]).astype(int), 0, frame.shape[1] - 1)
@@ -395,7 +396,7 @@ def test_lids_slide_over_an_eyeball_that_stays(rig):
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))
     for name, value in (("AU45", 3.0), ("AU05", 5.0)):
         moved = rig.displace(face, one_au(name, value))[:, :2]
-        field = face_field((400, 600, 3), face[:, :2], moved)
+        field = face_field((400, 600, 3), face[:, :2], moved, mouth_tear(face[:, :2], moved))
         x0, y0 = field.box[:2]
         for upper, lower in zip(UPPER_LIDS, LOWER_LIDS):
             inside = np.rint((0.7 * moved[list(upper[2:5])] + 0.3 * moved[list(lower[2:5])])).astype(int)
@@ -708,8 +709,8 @@ def test_an_opened_mouth_is_painted_as_soft_as_the_picture(face_image, rig):
     opened = rig.displace(mesh[:468], one_au("AU26", 5.0))[:, :2]
     eyes = np.mean([edge_blur(soft, eye_contour(mesh, eye), eye_width(mesh, eye)) for eye in range(2)])
     mouth, width = opened[list(INNER_LIPS)], float(np.linalg.norm(np.subtract(*opened[list(MOUTH_CORNERS)])))
-    crisp = fill_mouth(soft.copy(), source, opened, lambda: 0.0)
-    painted = fill_mouth(soft.copy(), source, opened, lambda: picture_blur(soft, mesh))
+    crisp = fill_mouth(soft.copy(), opened, mouth_tear(source, opened), lambda: 0.0)
+    painted = fill_mouth(soft.copy(), opened, mouth_tear(source, opened), lambda: picture_blur(soft, mesh))
     assert edge_blur(crisp, mouth, width) < 0.6 * eyes
     assert edge_blur(painted, mouth, width) == pytest.approx(eyes, rel=0.25)
 
@@ -762,7 +763,7 @@ def test_a_closed_mouth_opened_shows_a_row_of_teeth_and_a_dark_inside(face_image
     up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
     closed[up] = closed[low] = (closed[up] + closed[low]) / 2
     opened = rig.displace(np.column_stack([closed, mesh[:468, 2]]), one_au("AU26", 5.0))[:, :2]
-    out = luma(fill_mouth(face_image.copy(), closed, opened, lambda: 0.0))
+    out = luma(fill_mouth(face_image.copy(), opened, mouth_tear(closed, opened), lambda: 0.0))
     top, bottom = opened[13], opened[14]
     along = opened[MOUTH_CORNERS[1]] - opened[MOUTH_CORNERS[0]]
     half = 0.5 * float(np.linalg.norm(opened[308] - opened[78])) * along / np.linalg.norm(along)
@@ -784,7 +785,7 @@ def test_a_wide_open_mouth_tears_under_its_upper_teeth(rig):
     """Opened further, a mouth already open wider than a row of upper teeth tears that row's
     height below the upper lip (the tongue and lower teeth go with the jaw); a narrow opening
     tears at its middle."""
-    from animator.motion.mouth import MOUTH_CORNERS, TEETH_HEIGHT, mouth_nodes
+    from animator.motion.mouth import MOUTH_CORNERS, TEETH_HEIGHT
     from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
@@ -797,7 +798,7 @@ def test_a_wide_open_mouth_tears_under_its_upper_teeth(rig):
         torn_at = TEETH_HEIGHT * width if teeth_row else gap / 2
         target = source.copy()
         target[low, 1] += 20.0
-        sources, targets, _, _ = mouth_nodes(source, target)
+        sources = mouth_tear(source, target).sources
         middle = np.flatnonzero(np.array(up) == 13)[0]  # the pair in the middle of the lips
         assert np.linalg.norm(sources[middle] - source[13]) == pytest.approx(torn_at, rel=1e-6)
 
@@ -806,7 +807,7 @@ def test_a_raised_upper_lip_bares_a_narrow_opening_and_tears_a_wide_one(rig):
     """An upper lip raised 8 px over a mouth open two rows of teeth (a toothy smile) leaves
     what it showed in place, nothing torn; over a mouth open four rows (its inside more than its
     teeth) it tears as before, for :func:`fill_mouth` to paint teeth under the lip."""
-    from animator.motion.mouth import MOUTH_CORNERS, TEARS_FROM, TEETH_HEIGHT, mouth_nodes
+    from animator.motion.mouth import MOUTH_CORNERS, TEARS_FROM, TEETH_HEIGHT
     from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))[:, :2]
@@ -817,7 +818,7 @@ def test_a_raised_upper_lip_bares_a_narrow_opening_and_tears_a_wide_one(rig):
         source[low, 1] = source[up, 1] + rows * TEETH_HEIGHT * width
         target = source.copy()
         target[up, 1] -= 8.0
-        parting = mouth_nodes(source, target)[3]
+        parting = mouth_tear(source, target).parting
         assert (parting > TEARS_FROM) == torn, (rows, parting)
 
 

@@ -2,7 +2,7 @@
 
 A warp can only stretch what the source shows: where the jaw drops further than in the source,
 the opening would be filled with stretched lip skin, or a smile's teeth stretched into streaks.
-So an opening mouth tears between its lips (:func:`mouth_nodes`): what the source shows inside
+So an opening mouth tears between its lips (:func:`mouth_tear`): what the source shows inside
 them goes with its own lip, and the torn part is painted as a mouth (:func:`fill_mouth`), in
 the mouth's own frame (:class:`MouthFrame`, so it turns with the head):
 
@@ -81,10 +81,22 @@ def polygon_area(points: np.ndarray) -> float:
     return 0.5 * abs(float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0]))
 
 
-def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Field nodes for the inside of the mouth (source, target; each (K, 2) frame px), the
-    part of the opening they tear open (a polygon (M, 2), target frame px) and how far the
-    lips part beyond the source's (frame px, the widest of the facing pairs).
+@dataclass(frozen=True)
+class MouthTear:
+    """How a mouth moved from one set of landmarks to another tears (:func:`mouth_tear`): the
+    field's nodes inside it (``sources``, ``targets``: each (K, 2) frame px), the part of the
+    opening they tear open (``torn``: a polygon (M, 2), target frame px) and how far the lips
+    part beyond the source's (``parting``: frame px, the widest of the facing pairs). Worked out
+    once per face, for the field and for :func:`fill_mouth`."""
+
+    sources: np.ndarray
+    targets: np.ndarray
+    torn: np.ndarray
+    parting: float
+
+
+def mouth_tear(source: np.ndarray, target: np.ndarray) -> MouthTear:
+    """The :class:`MouthTear` of a mouth moved from landmarks ``source`` to ``target`` (frame px).
 
     Between each facing pair of inner-lip points sits a node: at their midpoint, or, in a wide
     open mouth, a row of upper teeth (:data:`TEETH_HEIGHT`) below the upper lip. Where the pair
@@ -128,7 +140,7 @@ def mouth_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     top, bottom = np.where(tears[:, None], with_upper, midway), np.where(tears[:, None], with_lower, midway)
     sources, targets = np.vstack([middle, middle[tears]]), np.vstack([top, with_lower[tears]])
     torn = np.vstack([target[INNER_LIPS[0]], top, target[INNER_LIPS[len(UPPER_INNER) - 1]], bottom[::-1]])
-    return sources, targets, torn, float(parting.max())
+    return MouthTear(sources, targets, torn, float(parting.max()))
 
 
 def mouth_axes(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,9 +150,9 @@ def mouth_axes(right: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndar
     return along, np.array([-along[1], along[0]])
 
 
-def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray, blur: Blur) -> np.ndarray:
-    """``frame`` (the warp's own new frame, moved from landmarks ``source`` to ``target``, frame
-    px) with the mouth the warp tore open (:func:`mouth_nodes`) painted, in place, as the inside
+def fill_mouth(frame: np.ndarray, target: np.ndarray, tear: MouthTear, blur: Blur) -> np.ndarray:
+    """``frame`` (the warp's own new frame, its landmarks moved to ``target``, frame px) with the
+    mouth the warp tore open (``tear``, :func:`mouth_tear`) painted, in place, as the inside
     of a mouth, blurred by ``blur()`` px (:func:`animator.motion.eyes.picture_blur`); returned.
 
     The torn part is always painted. What the tear kept of the source's inside beside it stays
@@ -151,8 +163,8 @@ def fill_mouth(frame: np.ndarray, source: np.ndarray, target: np.ndarray, blur: 
     from :data:`TEARS_FROM` to twice that beyond the source's: a tear starts a pixel wide, and
     painted at once, an opening jaw drew a dark band across a smile's teeth from one frame to
     the next."""
-    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    _, _, torn, parting = mouth_nodes(source, target)
+    target = np.asarray(target, np.float64)
+    torn, parting = tear.torn, tear.parting
     lips_tgt = target[list(INNER_LIPS), :2]
     width = float(np.linalg.norm(np.subtract(*target[list(MOUTH_CORNERS), :2])))
     torn_area, opening_area = polygon_area(torn), polygon_area(lips_tgt)

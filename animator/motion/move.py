@@ -13,7 +13,7 @@ import numpy as np
 
 from animator.aus import AU_NAMES
 from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes, picture_blur
-from animator.motion.mouth import fill_mouth, mouth_nodes
+from animator.motion.mouth import MouthTear, fill_mouth, mouth_tear
 from animator.motion.rig import BLINK, LOWER_LIDS, UPPER_LIDS, AURig
 from animator.motion.warp import MotionField, apply_field, motion_field
 
@@ -25,11 +25,11 @@ LOWER_GUARD = 0.03  # ... and how far below a closing eye's lower lid (of its wi
 LID_RAISER = AU_NAMES.index("AU05")
 
 
-def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def opening_nodes(source: np.ndarray, target: np.ndarray, mouth: MouthTear) -> tuple[np.ndarray, np.ndarray]:
     """Extra field nodes (source, target; each (K, 2) frame px) for the openings between facing
     contours, which the mesh leaves empty.
 
-    The mouth gets nodes between facing inner-lip points (:func:`animator.motion.mouth.mouth_nodes`:
+    The mouth gets nodes between facing inner-lip points (``mouth``, :func:`animator.motion.mouth.mouth_tear`:
     a widened opening tears between its lips, each carrying what the source shows inside
     it, rather than stretching across a zigzag of triangles). An upper lid
     point that comes down gets a lash node above it, carried down with it, so the margin keeps
@@ -54,16 +54,17 @@ def opening_nodes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, n
             guard = sl + LOWER_GUARD * width * down
             sources.append(guard)
             targets.append(guard + tl - sl)
-    mouth_sources, mouth_targets, _, _ = mouth_nodes(source, target)
-    return np.vstack(sources + [mouth_sources]), np.vstack(targets + [mouth_targets])
+    return np.vstack(sources + [mouth.sources]), np.vstack(targets + [mouth.targets])
 
 
-def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray) -> MotionField | None:
+def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray,
+               mouth: MouthTear) -> MotionField | None:
     """The field that moves a face from its mesh ``source`` to ``moved`` (both (468, >= 2),
-    frame px) in a frame of ``shape``: the landmarks plus :func:`opening_nodes`, the lids
-    evaluated at every pixel, the eyeballs held still under them."""
+    frame px; ``mouth`` is how its mouth tears, :func:`animator.motion.mouth.mouth_tear`) in a
+    frame of ``shape``: the landmarks plus :func:`opening_nodes`, the lids evaluated at every
+    pixel, the eyeballs held still under them."""
     source, moved = np.asarray(source, np.float64)[:, :2], np.asarray(moved, np.float64)[:, :2]
-    extra_source, extra_target = opening_nodes(source, moved)
+    extra_source, extra_target = opening_nodes(source, moved, mouth)
     field = motion_field(np.vstack([source, extra_source]), np.vstack([moved, extra_target]), shape,
                          detail=EYES)
     return None if field is None else hold_eyeballs(field, source, moved)
@@ -106,9 +107,10 @@ def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray
     mesh = np.asarray(mesh, np.float64)
     moved = np.asarray(moved, np.float64)
     source = mesh[: len(moved)]
-    field = face_field(frame.shape, source, moved)
+    mouth = mouth_tear(source, moved)
+    field = face_field(frame.shape, source, moved, mouth)
     if field is None:
         return frame, None
     blur = functools.cache(functools.partial(picture_blur, frame, mesh))  # measured if something is painted
     warped = paint_eyes(frame, apply_field(frame, field), mesh, moved, blur)
-    return fill_mouth(warped, source, moved, blur), field
+    return fill_mouth(warped, moved, mouth, blur), field
