@@ -1,5 +1,5 @@
-"""Benchmark the motion stage (rig -> dense field -> full-resolution warp -> eyes and mouth) per face;
-prints one JSON object.
+"""Benchmark the motion stage (rig -> dense field -> full-resolution warp -> eyes and mouth, behind
+spectacle rims when the face wears glasses) per face; prints one JSON object.
 
     python bench/warp.py [CLIP] [--frames 24] [--repeats 5]
 
@@ -8,7 +8,9 @@ moved to each preset below from its own AUs, ``--repeats`` times. Reported per t
 minimum and median milliseconds per face for the whole stage and for each of its steps (the
 minimum is the figure to compare: the machine may be shared), and the stage's CPU time (this
 process's, less sensitive to waiting for a busy CPU). The field's size and the frame's size
-are reported too.
+are reported too, and whether the clip's face wears glasses: its rims are found once, on the
+first frame, as ``animator render`` finds them (not timed), and ``rims`` times filling them
+and putting them back.
 """
 
 from __future__ import annotations
@@ -55,16 +57,18 @@ def main() -> int:
     from animator.motion.mouth import fill_mouth, mouth_tear
     from animator.motion.move import face_field
     from animator.motion.rig import AURig
+    from animator.motion.rims import RimFinder, behind_rims, without_rims
     from animator.motion.warp import apply_field
 
     rig, estimator = AURig.default(), AUEstimator.default()
     samples = faces(args.clip, args.frames)
+    rims = RimFinder().find(*samples[0])
     report = {"clip": str(args.clip), "frame_size": list(samples[0][0].shape[:2][::-1]),
-              "faces": len(samples), "repeats": args.repeats, "ms_per_face": {}}
+              "faces": len(samples), "repeats": args.repeats, "glasses": rims is not None, "ms_per_face": {}}
     for spec in TARGETS:
         target = parse_target(spec)
-        steps: dict[str, list[float]] = {"rig": [], "field": [], "warp": [], "paint": [], "total": [],
-                                         "total_cpu": []}
+        steps: dict[str, list[float]] = {"rig": [], "field": [], "warp": [], "paint": [], "rims": [],
+                                         "total": [], "total_cpu": []}
         for _ in range(args.repeats):
             for rgb, mesh in samples:
                 delta = np.maximum(target - estimator.estimate(mesh), 0.0)
@@ -75,13 +79,19 @@ def main() -> int:
                 mouth = mouth_tear(mesh[:468], moved)
                 field = face_field(rgb.shape, mesh[:468], moved, mouth)
                 t2 = time.perf_counter()
-                warped = apply_field(rgb, field)
+                on_rims = None if rims is None else rims.in_frame(mesh, field.box)
+                skin = rgb if on_rims is None else without_rims(rgb, on_rims[1], on_rims[0])
                 t3 = time.perf_counter()
-                blur = functools.cache(functools.partial(picture_blur, rgb, mesh))
-                fill_mouth(paint_eyes(rgb, warped, mesh, moved, blur), moved, mouth, blur)
+                warped = apply_field(skin, field)
                 t4 = time.perf_counter()
+                blur = functools.cache(functools.partial(picture_blur, rgb, mesh))
+                warped = fill_mouth(paint_eyes(skin, warped, mesh, moved, blur), moved, mouth, blur)
+                t5 = time.perf_counter()
+                if on_rims is not None:
+                    behind_rims(rgb, warped, on_rims[1], on_rims[0])
+                t6 = time.perf_counter()
                 cpu = time.process_time() - cpu
-                for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, cpu)):
+                for name, seconds in zip(steps, (t1 - t0, t2 - t1, t4 - t3, t5 - t4, t3 - t2 + t6 - t5, t6 - t0, cpu)):
                     steps[name].append(seconds * 1e3)
         report["ms_per_face"][spec] = {name: {"min": round(min(v), 3), "median": round(statistics.median(v), 3)}
                                        for name, v in steps.items()}

@@ -179,15 +179,18 @@ def edit_frames(image: np.ndarray, faces: list[FaceJob], vectors: np.ndarray, ed
 
     if rig is not None:
         from animator.estimate import AUEstimator  # noqa: PLC0415
+        from animator.motion.rims import RimFinder  # noqa: PLC0415
 
         meshes = [face.mesh for face in faces]
         current = list(AUEstimator.default().estimate(np.stack(meshes)))
+        finder = RimFinder()
+        rims = [finder.find(image, mesh) for mesh in meshes]
     for first in range(0, len(vectors), batch_size):
         batch = []
         for i in range(first, min(first + batch_size, len(vectors))):
             rgb, fields = image, []
             if rig is not None:
-                rgb, fields = move_faces(image, meshes, current, [vectors[i]] * len(faces), rig)
+                rgb, fields = move_faces(image, meshes, current, [vectors[i]] * len(faces), rig, rims)
             job_faces = [FaceJob(track_id=face.track_id, box=face.box, score=face.score,
                                  points=face.points, M=face.M,
                                  crop=(warp_crop(rgb, face.M, len(face.crop)) if fields else face.crop)

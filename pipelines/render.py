@@ -343,6 +343,10 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
     from animator.faces.align import crop_transform, warp_crop  # noqa: PLC0415
 
     policy = editor.crop_policy if editor else None
+    if rig is not None:
+        from animator.motion.rims import TrackRims  # noqa: PLC0415
+
+        rims = TrackRims()
 
     def decode_and_crop() -> Iterator[FrameJob]:
         for position, frame in enumerate(iter_frames(opts.video, opts.start, opts.end, stats)):
@@ -352,7 +356,8 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
             if rig is not None:
                 frame.rgb, fields = move_faces(
                     frame.rgb, [o.mesh for o in observed],
-                    [targets.actor(o.frame_index, o.track_id) for o in observed], wanted, rig)
+                    [targets.actor(o.frame_index, o.track_id) for o in observed], wanted, rig,
+                    [rims.of(o.track_id, frame.rgb, o.mesh) for o in observed])
             faces = []
             for obs, target in zip(observed, wanted):
                 M = crop_transform(policy, obs.points, obs.box) if policy else None
@@ -378,17 +383,18 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
 
 
 def move_faces(rgb: np.ndarray, meshes: list[np.ndarray | None], current: list[np.ndarray],
-               wanted: list[np.ndarray], rig) -> tuple[np.ndarray, list]:
+               wanted: list[np.ndarray], rig, rims: list) -> tuple[np.ndarray, list]:
     """The motion stage: every face moved on its mesh from its ``current`` AUs to the
-    ``wanted`` ones (:func:`animator.motion.move.move_face`); faces without a mesh stay as they
-    are. Returns the frame and the fields applied."""
+    ``wanted`` ones behind its spectacle ``rims`` (:func:`animator.motion.move.move_face`;
+    None: no glasses); faces without a mesh stay as they are. Returns the frame and the fields
+    applied."""
     from animator.motion.move import move_face  # noqa: PLC0415
 
     fields = []
-    for mesh, now, target in zip(meshes, current, wanted):
+    for mesh, now, target, face_rims in zip(meshes, current, wanted, rims):
         if mesh is None:
             continue
-        rgb, field_ = move_face(rgb, mesh, now, target, rig)
+        rgb, field_ = move_face(rgb, mesh, now, target, rig, face_rims)
         if field_ is not None:
             fields.append(field_)
     return rgb, fields

@@ -971,7 +971,7 @@ def test_a_still_face_under_a_constant_target_does_not_shimmer(face_image, rig, 
         observed = tracks.for_frame(frame.index)
         moved, fields = move_faces(frame.rgb, [o.mesh for o in observed],
                                    [targets.actor(o.frame_index, o.track_id) for o in observed],
-                                   [target] * len(observed), rig)
+                                   [target] * len(observed), rig, [None] * len(observed))
         assert fields, "the face moved"
         inputs.append(frame.rgb.astype(np.float32))
         outputs.append(moved.astype(np.float32))

@@ -15,6 +15,7 @@ from animator.aus import AU_NAMES
 from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes, picture_blur
 from animator.motion.mouth import MouthTear, fill_mouth, mouth_tear
 from animator.motion.rig import BLINK, LOWER_LIDS, UPPER_LIDS, AURig
+from animator.motion.rims import Rims, behind_rims, without_rims
 from animator.motion.warp import MotionField, apply_field, motion_field
 
 # each eye's lids: where the field is evaluated at every pixel (a blink's contours meet)
@@ -88,21 +89,23 @@ def added_aus(current: np.ndarray, target: np.ndarray, rig: AURig) -> np.ndarray
 
 
 def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: np.ndarray,
-              rig: AURig) -> tuple[np.ndarray, MotionField | None]:
+              rig: AURig, rims: Rims | None = None) -> tuple[np.ndarray, MotionField | None]:
     """``frame`` with the face whose mesh (frame px) is ``mesh`` moved from its ``current``
-    AUs towards ``target`` (:func:`added_aus`), and the field that did it (None: nothing
-    moved)."""
+    AUs towards ``target`` (:func:`added_aus`) behind its spectacle ``rims`` (if it wears
+    glasses, :class:`animator.motion.rims.RimFinder`), and the field that did it (None:
+    nothing moved)."""
     delta = added_aus(current, target, rig)
     if not np.any(delta):
         return frame, None
-    return move_landmarks(frame, mesh, rig.displace(mesh, delta))
+    return move_landmarks(frame, mesh, rig.displace(mesh, delta), rims)
 
 
-def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray
+def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray, rims: Rims | None = None
                    ) -> tuple[np.ndarray, MotionField | None]:
     """``frame`` with the face whose mesh (frame px; with its iris points when it has them)
     is ``mesh`` moved so that its first 468 landmarks land on ``moved`` (468, >= 2): the
-    field, the warp, the eyes and the mouth (painted as soft as the picture); and the field
+    field, the warp, the eyes and the mouth (painted as soft as the picture), all behind the
+    face's spectacle ``rims`` when it has some (:mod:`animator.motion.rims`); and the field
     (None: the face is outside the frame)."""
     mesh = np.asarray(mesh, np.float64)
     moved = np.asarray(moved, np.float64)
@@ -111,6 +114,8 @@ def move_landmarks(frame: np.ndarray, mesh: np.ndarray, moved: np.ndarray
     field = face_field(frame.shape, source, moved, mouth)
     if field is None:
         return frame, None
+    on_rims = None if rims is None else rims.in_frame(mesh, field.box)   # (cover, box) or None
+    skin = frame if on_rims is None else without_rims(frame, on_rims[1], on_rims[0])
     blur = functools.cache(functools.partial(picture_blur, frame, mesh))  # measured if something is painted
-    warped = paint_eyes(frame, apply_field(frame, field), mesh, moved, blur)
-    return fill_mouth(warped, moved, mouth, blur), field
+    warped = fill_mouth(paint_eyes(skin, apply_field(skin, field), mesh, moved, blur), moved, mouth, blur)
+    return (warped if on_rims is None else behind_rims(frame, warped, on_rims[1], on_rims[0])), field
