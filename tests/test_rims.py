@@ -82,21 +82,34 @@ def test_what_the_field_leaves_alone_stays_exact_behind_rims(face_image, rig):
     np.testing.assert_array_equal(behind[still], worn[still])
 
 
-def test_a_track_keeps_the_rims_of_its_first_look():
+def test_a_track_decides_on_glasses_once_and_follows_its_rims():
+    """Glasses or not is decided on a track's first frame with landmarks; a face without them
+    never runs the net again; a face with them has its rims found on every frame, averaged
+    with the frames before."""
+    from animator.motion.rims import SETTLE
+
     looks = []
 
-    class Finder:
-        def find(self, rgb, mesh):
-            looks.append(int(rgb[0, 0, 0]))
-            return Rims(np.full((CROP_H, CROP_W), float(rgb[0, 0, 0]), np.float32))
+    class Finder:   # marks a band whose height is the frame's value
+        def probabilities(self, crop):
+            looks.append(int(crop[0, 0, 0]))
+            p = np.zeros((CROP_H, CROP_W), np.float32)
+            p[: int(crop[0, 0, 0])] = 1.0
+            return p
 
+    mesh = np.zeros((478, 3))
+    mesh[[33, 133], :2] = [[80, 100], [100, 100]]
+    mesh[[263, 362], :2] = [[140, 100], [120, 100]]
+    frame = lambda value: np.full((200, 200, 3), value, np.uint8)  # noqa: E731
     tracks = TrackRims(Finder())
-    frame = lambda value: np.full((8, 8, 3), value, np.uint8)  # noqa: E731
-    mesh = np.zeros((478, 3), np.float32)
-    assert tracks.of(0, frame(1), None) is None           # no landmarks yet: nothing found
-    first = tracks.of(0, frame(2), mesh)
-    assert tracks.of(0, frame(3), mesh) is first and looks == [2]
-    assert tracks.of(1, frame(4), mesh).cover[0, 0] == 4 and looks == [2, 4]
+    assert tracks.of(0, frame(40), None) is None and looks == []     # no landmarks: no look
+    assert tracks.of(0, frame(0), mesh) is None                      # bare on its first look ...
+    assert tracks.of(0, frame(40), mesh) is None and looks == [0]    # ... stays bare, no more looks
+    rims = tracks.of(1, frame(20), mesh)                             # glasses: 20 rows of 80 marked
+    assert rims.cover[:20].all() and not rims.cover[20:].any()
+    later = tracks.of(1, frame(60), mesh)                            # 60 rows now: averaged in
+    assert looks == [0, 20, 60]
+    assert later.cover[:20].all() and later.cover[20:60].all() == (1 - SETTLE >= 0.5) and not later.cover[60:].any()
 
 
 @pytest.mark.parametrize(("clip", "glasses"), [("d13", True), ("d9", True), ("d3", False), ("d0", False),

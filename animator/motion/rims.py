@@ -8,7 +8,8 @@ wears glasses is moved behind its rims:
    scale per inter-ocular distance) and its net (:mod:`animator.model.rim_net`) marks the
    pixels of rims, bridge and temples; a face is said to wear glasses when they cover at
    least :data:`GLASSES_FROM` of the crop. The result, :class:`Rims`, lives in the crop's
-   frame, which follows the eyes: a video finds a face's rims once and carries them along.
+   frame, which follows the eyes; a video decides once per face whether it wears glasses and
+   follows its rims from frame to frame (:class:`TrackRims`).
 2. Before the warp, the rims are filled in from the skin around them (:func:`fill_holes`), so
    that the warp moves skin, not rims; after the warp and the paint, the source's rims are
    put back where they were (:func:`behind_rims`). Pixels the field does not move keep their
@@ -35,6 +36,7 @@ SPECK = 30            # crop px: rim pieces smaller than this are dropped (a dar
 GROW = 0.02           # the rims are widened by this much of the inter-ocular distance (their soft edges)
 SOLID = 0.5           # ... and are put back whole from this cover, feathered below it
 FILL_MARGIN = 8       # frame px of skin around the rims that their fill draws on
+SETTLE = 0.5          # in a video, a frame's rim probabilities are averaged with this much of the frames' before
 
 Box = tuple[int, int, int, int]
 
@@ -91,14 +93,20 @@ def eye_crop(rgb: np.ndarray, mesh: np.ndarray) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def rims_of(probabilities: np.ndarray) -> Rims | None:
-    """The rims an eye-region crop's rim probabilities mark (pieces smaller than
-    :data:`SPECK` dropped); None when they cover less than :data:`GLASSES_FROM` of it."""
+def rim_cover(probabilities: np.ndarray) -> np.ndarray:
+    """(CROP_H, CROP_W) float32 0/1: the crop pixels an eye-region crop's rim probabilities mark
+    (from :data:`RIM_FROM`), pieces smaller than :data:`SPECK` dropped."""
     rim = (probabilities >= RIM_FROM).astype(np.uint8)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(rim, connectivity=8)
     pieces = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= SPECK)
-    rim = np.isin(labels, pieces[pieces > 0]).astype(np.float32)
-    return Rims(rim) if rim.mean() >= GLASSES_FROM else None
+    return np.isin(labels, pieces[pieces > 0]).astype(np.float32)
+
+
+def rims_of(probabilities: np.ndarray) -> Rims | None:
+    """The rims an eye-region crop's rim probabilities mark (:func:`rim_cover`); None when they
+    cover less than :data:`GLASSES_FROM` of it (no glasses)."""
+    cover = rim_cover(probabilities)
+    return Rims(cover) if cover.mean() >= GLASSES_FROM else None
 
 
 class RimFinder:
@@ -120,18 +128,30 @@ class RimFinder:
 
 
 class TrackRims:
-    """Each face track's rims, found on the first frame that shows the face with its landmarks:
-    glasses move with the head, so one look carries along (and a face's rims cannot flicker
-    from frame to frame)."""
+    """Each face track's rims in a video. Whether a face wears glasses is decided once, on the
+    first frame that shows it with its landmarks: glasses do not come and go, and a frame the
+    net misreads cannot switch them on or off. Where the rims are is found on every frame of a
+    face that wears them, since the crop follows the eyes and the eyes move against the glasses
+    (a look down, a squint, a head that nods or turns), and each frame's probabilities are
+    averaged with the frames' before (:data:`SETTLE`), so their outline does not flicker."""
 
     def __init__(self, finder: RimFinder | None = None):
         self.finder = finder or RimFinder()
-        self._found: dict[int, Rims | None] = {}
+        self._wears: dict[int, bool] = {}
+        self._probabilities: dict[int, np.ndarray] = {}
 
     def of(self, track_id: int, rgb: np.ndarray, mesh: np.ndarray | None) -> Rims | None:
-        if track_id not in self._found and mesh is not None:
-            self._found[track_id] = self.finder.find(rgb, mesh)
-        return self._found.get(track_id)
+        if mesh is None or not self._wears.get(track_id, True):
+            return None
+        now = self.finder.probabilities(eye_crop(rgb, mesh))
+        if track_id not in self._wears:
+            self._wears[track_id] = rims_of(now) is not None
+            self._probabilities[track_id] = now
+            if not self._wears[track_id]:
+                return None
+        settled = SETTLE * self._probabilities[track_id] + (1 - SETTLE) * now
+        self._probabilities[track_id] = settled
+        return Rims(rim_cover(settled))
 
 
 def fill_holes(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
