@@ -344,6 +344,7 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
 
     policy = editor.crop_policy if editor else None
     if rig is not None:
+        from animator.motion.move import added_aus  # noqa: PLC0415
         from animator.motion.rims import TrackRims  # noqa: PLC0415
 
         rims = TrackRims()
@@ -354,10 +355,12 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
             wanted = [targets.target(position, frame.index, o.track_id) for o in observed]
             fields = []
             if rig is not None:
-                frame.rgb, fields = move_faces(
-                    frame.rgb, [o.mesh for o in observed],
-                    [targets.actor(o.frame_index, o.track_id) for o in observed], wanted, rig,
-                    [rims.of(o.track_id, frame.rgb, o.mesh) for o in observed])
+                current = [targets.actor(o.frame_index, o.track_id) for o in observed]
+                # a face's rims are looked for only on the frames that move it
+                face_rims = [rims.of(o.track_id, frame.rgb, o.mesh) if np.any(added_aus(now, want, rig)) else None
+                             for o, now, want in zip(observed, current, wanted)]
+                frame.rgb, fields = move_faces(frame.rgb, [o.mesh for o in observed], current, wanted, rig,
+                                               face_rims)
             faces = []
             for obs, target in zip(observed, wanted):
                 M = crop_transform(policy, obs.points, obs.box) if policy else None

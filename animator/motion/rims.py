@@ -129,8 +129,8 @@ class RimFinder:
 
 class TrackRims:
     """Each face track's rims in a video. Whether a face wears glasses is decided once, on the
-    first frame that shows it with its landmarks: glasses do not come and go, and a frame the
-    net misreads cannot switch them on or off. Where the rims are is found on every frame of a
+    first frame it is asked for with its landmarks (the first frame that moves it): glasses do
+    not come and go, and a frame the net misreads cannot switch them on or off. Where the rims are is found on every frame of a
     face that wears them, since the crop follows the eyes and the eyes move against the glasses
     (a look down, a squint, a head that nods or turns), and each frame's probabilities are
     averaged with the frames' before (:data:`SETTLE`), so their outline does not flicker."""
