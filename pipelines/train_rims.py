@@ -10,9 +10,14 @@ found on each photo, upscaled as :mod:`pipelines.motion_eval` does). A fixed dra
 drawn over them (:mod:`animator.train.spectacles`), and shown bare too, so the net learns
 rims, not faces. No real glasses are ever trained on: every photo with glasses and the other
 photos without are held out, and the report says, at the shipped thresholds
-(:data:`animator.motion.rims.GLASSES_FROM`), how many real glasses are found and how many
-bare faces are taken for glasses (with their names), and the ROC area of the rim share.
-About 15 minutes on 2 cores for 2000 steps.
+(:data:`animator.motion.rims.GLASSES_FROM`, ``EACH_LENS_FROM``), how many real glasses are
+found and how many bare faces are taken for glasses (with their names), and the ROC area of the rim share.
+About 15 minutes on 2 cores for 2000 steps. ``--evaluate WEIGHTS`` measures a trained net on
+every photo of ``--labels`` instead (``pipelines/utkface_glasses_2.json``: a second sample,
+none of it trained on).
+
+    python -m pipelines.train_rims --utkface UTKFace-aligned-200.tar --evaluate
+           animator/assets/rim_net.safetensors --labels pipelines/utkface_glasses_2.json
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from animator.errors import AnimatorError
-from animator.motion.rims import CROP_H, CROP_W, GLASSES_FROM, RIM_FROM, RimFinder, eye_crop, rims_of
+from animator.motion.rims import (CROP_H, CROP_W, EACH_LENS_FROM, GLASSES_FROM, RIM_FROM, RimFinder, eye_crop,
+                                  rims_of)
 from animator.outputs import atomic_output
 from pipelines import print_report
 
@@ -67,6 +73,17 @@ def labelled_crops(tar_path: Path, labels: dict) -> tuple[list[str], np.ndarray,
             crops.append(eye_crop(image, mesh))
             glasses.append(wanted[name])
     return names, np.stack(crops), np.array(glasses)
+
+
+def read_labels(path: Path) -> dict:
+    """A labels file: ``{"glasses": [names], "no_glasses": [names], ...}`` (UTKFace member names)."""
+    try:
+        labels = json.loads(Path(path).read_text())
+        if not all(isinstance(labels.get(k), list) for k in ("glasses", "no_glasses")):
+            raise ValueError("lists 'glasses' and 'no_glasses' are expected")
+    except (OSError, ValueError) as error:
+        raise AnimatorError(f"{path}: not a glasses labels file ({error})") from error
+    return labels
 
 
 def as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
@@ -119,15 +136,18 @@ def held_out_report(net: torch.nn.Module, names: list[str], crops: np.ndarray, g
     return {"glasses": int(glasses.sum()), "without": int((~glasses).sum()),
             "glasses_found": round(float(found[glasses].mean()), 3),
             "taken_for_glasses": [n for n, f, g in zip(names, found, glasses) if f and not g],
-            "rim_share_roc_auc": round(auc, 3), "glasses_from": GLASSES_FROM,
+            "rim_share_roc_auc": round(auc, 3), "glasses_from": GLASSES_FROM, "each_lens_from": EACH_LENS_FROM,
             "missed": [n for n, f, g in zip(names, found, glasses) if g and not f]}
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from animator.model.rim_net import save_rim_net  # noqa: PLC0415
+    from animator.model.rim_net import load_rim_net, save_rim_net  # noqa: PLC0415
 
-    labels = json.loads(Path(args.labels).read_text())
+    labels = read_labels(args.labels)
     names, crops, glasses = labelled_crops(args.utkface, labels)
+    if args.evaluate:
+        return {"weights": str(args.evaluate), "labels": Path(args.labels).name,
+                "held_out": held_out_report(load_rim_net(args.evaluate), names, crops, glasses)}
     bare = np.flatnonzero(~glasses)
     order = np.random.default_rng(SPLIT_SEED).permutation(bare)
     trained_on = np.sort(order[: round(TRAIN_SHARE * len(bare))])
@@ -147,12 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utkface", type=Path, required=True)
     parser.add_argument("--labels", type=Path, default=LABELS)
-    parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("-o", "--out", type=Path, help="Where the trained weights go.")
+    parser.add_argument("--evaluate", type=Path,
+                        help="Measure these weights on all the labelled photos; no training.")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.evaluate is None):
+        parser.error("give -o/--out (train) or --evaluate WEIGHTS (measure), not both")
     return print_report(lambda: measure(args))
 
 

@@ -128,6 +128,21 @@ def test_the_rim_finder_tells_glasses_from_bare_faces(shared_dir, clip, glasses)
         assert rims.cover[:, :half].sum() > 100 and rims.cover[:, half:].sum() > 100
 
 
+def test_glasses_have_two_lenses():
+    """Marks on one side only (a brow, a strand of hair) are no pair of glasses, however many."""
+    from animator.motion.rims import rims_of
+
+    one_side = np.zeros((CROP_H, CROP_W), np.float32)
+    one_side[30:40, 10:60] = 1.0                       # 4.3 % of the crop, all on its left half
+    assert rims_of(one_side) is None
+    pair = one_side.copy()
+    pair[30:40, CROP_W - 60:CROP_W - 10] = 1.0
+    assert rims_of(pair) is not None
+    specks = np.zeros((CROP_H, CROP_W), np.float32)
+    specks[::8, ::8] = 1.0                             # 1.6 % of single pixels: flecks, not rims
+    assert rims_of(specks) is None
+
+
 def test_eye_region_levels_the_eyes():
     rng = np.random.default_rng(0)
     mesh = rng.uniform(100, 300, (478, 3))

@@ -7,9 +7,10 @@ wears glasses is moved behind its rims:
 1. :class:`RimFinder` cuts the face's eye region (:func:`eye_region`: the eye line level, a fixed
    scale per inter-ocular distance) and its net (:mod:`animator.model.rim_net`) marks the
    pixels of rims, bridge and temples; a face is said to wear glasses when they cover at
-   least :data:`GLASSES_FROM` of the crop. The result, :class:`Rims`, lives in the crop's
-   frame, which follows the eyes; a video decides once per face whether it wears glasses and
-   follows its rims from frame to frame (:class:`TrackRims`).
+   least :data:`GLASSES_FROM` of the crop and :data:`EACH_LENS_FROM` of each of its halves.
+   The result, :class:`Rims`, lives in the crop's frame, which follows the eyes; a video
+   decides once per face whether it wears glasses and follows its rims from frame to frame
+   (:class:`TrackRims`).
 2. Before the warp, the rims are filled in from the skin around them (:func:`fill_holes`), so
    that the warp moves skin, not rims; after the warp and the paint, the source's rims are
    put back where they were (:func:`behind_rims`). Pixels the field does not move keep their
@@ -31,7 +32,8 @@ from animator.motion.rig import EYE_CORNERS
 # (between the eyes' centres), the eye line CROP_TOP of it below the crop's top edge.
 CROP_W, CROP_H, CROP_SCALE, CROP_TOP = 144, 80, 56.0, 0.8
 RIM_FROM = 0.5        # a crop pixel is rim from this probability
-GLASSES_FROM = 0.02   # ... and a face wears glasses when this share of the crop is rim
+GLASSES_FROM = 0.02   # ... and a face wears glasses when this share of the crop is rim,
+EACH_LENS_FROM = 0.0075  # ... and this share of each half (a pair has two lenses; one brow is no pair)
 SPECK = 30            # crop px: rim pieces smaller than this are dropped (a dark fleck is no rim)
 GROW = 0.02           # the rims are widened by this much of the inter-ocular distance (their soft edges)
 SOLID = 0.5           # ... and are put back whole from this cover, feathered below it
@@ -72,7 +74,7 @@ class Rims:
         rows, cols = np.flatnonzero(self.cover.any(1)), np.flatnonzero(self.cover.any(0))
         if not len(rows):
             return None
-        corners = np.array([[cols[0], rows[0]], [cols[-1], rows[0]], [cols[0], rows[-1]], [cols[-1], rows[-1]]], float)
+        corners = np.array([[c, r] for r in (rows[0], rows[-1]) for c in (cols[0], cols[-1])], float)
         inverse = cv2.invertAffineTransform(to_crop)
         reach = corners @ inverse[:, :2].T + inverse[:, 2]
         x0, y0 = np.maximum(np.floor(reach.min(0)).astype(int) - grow - 1, box[:2])
@@ -104,9 +106,11 @@ def rim_cover(probabilities: np.ndarray) -> np.ndarray:
 
 def rims_of(probabilities: np.ndarray) -> Rims | None:
     """The rims an eye-region crop's rim probabilities mark (:func:`rim_cover`); None when they
-    cover less than :data:`GLASSES_FROM` of it (no glasses)."""
+    cover less than :data:`GLASSES_FROM` of it, or less than :data:`EACH_LENS_FROM` of either
+    half (no glasses)."""
     cover = rim_cover(probabilities)
-    return Rims(cover) if cover.mean() >= GLASSES_FROM else None
+    halves = cover[:, : CROP_W // 2].mean(), cover[:, CROP_W // 2:].mean()
+    return Rims(cover) if cover.mean() >= GLASSES_FROM and min(halves) >= EACH_LENS_FROM else None
 
 
 class RimFinder:
@@ -130,10 +134,11 @@ class RimFinder:
 class TrackRims:
     """Each face track's rims in a video. Whether a face wears glasses is decided once, on the
     first frame it is asked for with its landmarks (the first frame that moves it): glasses do
-    not come and go, and a frame the net misreads cannot switch them on or off. Where the rims are is found on every frame of a
-    face that wears them, since the crop follows the eyes and the eyes move against the glasses
-    (a look down, a squint, a head that nods or turns), and each frame's probabilities are
-    averaged with the frames' before (:data:`SETTLE`), so their outline does not flicker."""
+    not come and go, and a frame the net misreads cannot switch them on or off. Where the rims
+    are is found on every frame of a face that wears them, since the crop follows the eyes and
+    the eyes move against the glasses (a look down, a squint, a head that nods or turns), and
+    each frame's probabilities are averaged with the frames' before (:data:`SETTLE`), so their
+    outline does not flicker."""
 
     def __init__(self, finder: RimFinder | None = None):
         self.finder = finder or RimFinder()

@@ -68,15 +68,20 @@ def draw_spectacles(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, s
         inner_ends.append(points[np.argmin(side * points[:, 0])])
         outer = points[np.argmax(side * points[:, 0])]
         temple_y = centre_y - half_height * rng.uniform(0.2, 0.7)
-        temple = [[outer[0] - side * thickness, temple_y], [CROP_W / 2 + side * CROP_W, temple_y + rng.uniform(-0.15, 0.15) * s]]
+        temple = [[outer[0] - side * thickness, temple_y],
+                  [CROP_W / 2 + side * CROP_W, temple_y + rng.uniform(-0.15, 0.15) * s]]
         cv2.polylines(rim, [fine(temple)], False, 1, max(1, round(width * rng.uniform(0.5, 1.0))))
     (x0, y0), (x1, y1) = inner_ends
     arch = min(y0, y1) - half_height * rng.uniform(0.0, 0.6) - rng.uniform(0, 0.08) * s
     u = np.linspace(0, 1, 20)
     bridge = np.stack([x0 + (x1 - x0) * u, (1 - u) ** 2 * y0 + 2 * u * (1 - u) * arch + u ** 2 * y1], 1)
     cv2.polylines(rim, [fine(bridge)], False, 1, max(1, round(width * rng.uniform(0.6, 1.0))))
-    shrink = lambda image: cv2.resize(image.astype(np.float32), (CROP_W, CROP_H), interpolation=cv2.INTER_AREA)  # noqa: E731
-    return shrink(rim), shrink(lens), style
+    return _shrink(rim), _shrink(lens), style
+
+
+def _shrink(fine: np.ndarray) -> np.ndarray:
+    """A SUPERSAMPLE times finer 0/1 drawing averaged down to the crop: each pixel's cover."""
+    return cv2.resize(fine.astype(np.float32), (CROP_W, CROP_H), interpolation=cv2.INTER_AREA)
 
 
 def finish_colour(rng: np.random.Generator) -> tuple[np.ndarray, str]:
