@@ -9,6 +9,9 @@ full-resolution pixels, and the generator paints only what motion cannot make.
   uncovers, the lash line of a shut eye;
 - :mod:`animator.motion.mouth`: the inside of a mouth opened wider than the source's;
 - :mod:`animator.motion.softness`: how soft the picture is, so the paint is no sharper;
+- :mod:`animator.motion.rims`: spectacle rims found and kept where they are while the face
+  moves behind them;
+- :mod:`animator.motion.move`: the stage for one face, composing the above;
 - :mod:`animator.motion.fit`: learning the rig from clips (landmarks + AU readings).
 """
 
