@@ -86,14 +86,10 @@ def read_labels(path: Path) -> dict:
     return labels
 
 
-def as_batch(pictures: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def train(faces: np.ndarray, steps: int, batch: int, seed: int) -> torch.nn.Module:
     """The rim net trained ``steps`` steps on ``faces`` (crops without glasses) wearing
     synthetic spectacles (or not)."""
-    from animator.model.rim_net import RimNet  # noqa: PLC0415
+    from animator.model.rim_net import RimNet, as_input  # noqa: PLC0415
     from animator.train.spectacles import jitter, wear_spectacles  # noqa: PLC0415
 
     torch.manual_seed(seed)
@@ -113,7 +109,7 @@ def train(faces: np.ndarray, steps: int, batch: int, seed: int) -> torch.nn.Modu
             picture, cover = jitter(picture, cover, rng)
             pictures.append(picture)
             covers.append(np.ascontiguousarray(cover))
-        logits = net(as_batch(pictures))
+        logits = net(as_input(np.stack(pictures)))
         loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(np.stack(covers)),
                                                   pos_weight=torch.tensor(RIM_WEIGHT))
         optimiser.zero_grad()

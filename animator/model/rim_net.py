@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
@@ -60,6 +61,11 @@ class RimNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
         return self.out(x)[:, 0]
+
+
+def as_input(crops: np.ndarray) -> torch.Tensor:
+    """(N, 3, H, W) float32 in [-1, 1]: the net's input from eye-region crops (N, H, W, 3) uint8 RGB."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def save_rim_net(net: RimNet, path: str | Path, provenance: dict) -> None:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from animator.model.rim_net import RIM_NET_PATH, RimNet, load_rim_net
+from animator.model.rim_net import RIM_NET_PATH, RimNet, as_input, load_rim_net
 from animator.motion.rig import EYE_CORNERS
 
 # The eye-region crop: CROP_W x CROP_H pixels, CROP_SCALE of them per inter-ocular distance
@@ -122,9 +122,8 @@ class RimFinder:
     def probabilities(self, crop: np.ndarray) -> np.ndarray:
         """(CROP_H, CROP_W) float32: each pixel's probability of being rim in an eye-region
         ``crop`` (:func:`eye_crop`)."""
-        images = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1
         with torch.no_grad():
-            return torch.sigmoid(self.net(images))[0].numpy()
+            return torch.sigmoid(self.net(as_input(crop[None])))[0].numpy()
 
     def find(self, rgb: np.ndarray, mesh: np.ndarray) -> Rims | None:
         """The rims of the face with landmarks ``mesh`` (frame px) in ``rgb``; None: no glasses."""
