@@ -141,21 +141,19 @@ class TrackRims:
 
     def __init__(self, finder: RimFinder | None = None):
         self.finder = finder or RimFinder()
-        self._wears: dict[int, bool] = {}
-        self._probabilities: dict[int, np.ndarray] = {}
+        self._settled: dict[int, np.ndarray | None] = {}   # per track: its probabilities so far; None: no glasses
 
     def of(self, track_id: int, rgb: np.ndarray, mesh: np.ndarray | None) -> Rims | None:
-        if mesh is None or not self._wears.get(track_id, True):
+        if mesh is None or (track_id in self._settled and self._settled[track_id] is None):
             return None
         now = self.finder.probabilities(eye_crop(rgb, mesh))
-        if track_id not in self._wears:
-            self._wears[track_id] = rims_of(now) is not None
-            self._probabilities[track_id] = now
-            if not self._wears[track_id]:
-                return None
-        settled = SETTLE * self._probabilities[track_id] + (1 - SETTLE) * now
-        self._probabilities[track_id] = settled
-        return Rims(rim_cover(settled))
+        if track_id not in self._settled:
+            self._settled[track_id] = now if rims_of(now) is not None else None
+        before = self._settled[track_id]
+        if before is None:
+            return None
+        self._settled[track_id] = SETTLE * before + (1 - SETTLE) * now
+        return Rims(rim_cover(self._settled[track_id]))
 
 
 def fill_holes(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
