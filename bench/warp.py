@@ -55,7 +55,7 @@ def main() -> int:
     from animator.estimate import AUEstimator
     from animator.motion.eyes import paint_eyes, picture_blur
     from animator.motion.mouth import fill_mouth, mouth_tear
-    from animator.motion.move import face_field
+    from animator.motion.move import face_field, motion_aus
     from animator.motion.rig import AURig
     from animator.motion.rims import RimFinder, behind_rims, without_rims
     from animator.motion.warp import apply_field
@@ -71,7 +71,7 @@ def main() -> int:
                                          "total": [], "total_cpu": []}
         for _ in range(args.repeats):
             for rgb, mesh in samples:
-                delta = np.maximum(target - estimator.estimate(mesh), 0.0)
+                delta = motion_aus(estimator.estimate(mesh), target, rig)
                 cpu = time.process_time()
                 t0 = time.perf_counter()
                 moved = rig.displace(mesh, delta)

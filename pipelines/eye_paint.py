@@ -45,11 +45,10 @@ from unittest import mock
 import cv2
 import numpy as np
 
-from animator.aus import AU_NAMES
 from animator.motion import eyes
 from animator.motion.eyes import LUMA, eye_contour, eye_width, iris_circle, polygon_coverage
 from animator.motion.mouth import polygon_area
-from animator.motion.rig import UPPER_LID_SKIN
+from animator.motion.rig import BLINK, LID_RAISER, UPPER_LID_SKIN
 from pipelines import measure_clips
 
 SHUT, OPEN, WIDE = 4.5, 0.3, 3.0     # AU45 readings of shut and open eyes; AU05 of wide ones
@@ -60,7 +59,6 @@ LIGHTS = np.round(np.arange(0.0, 1.001, 0.05), 2)
 CHEEKS = (50, 280)                   # mesh points on the cheekbones, under the eyes
 SHADOWS = np.round(np.arange(0.0, 0.701, 0.1), 2)
 MARGIN_STEP, MARGIN_DEPTH, PLATEAU = 0.02, 0.08, 0.14   # of the eye's width, down from the upper lid
-LID_RAISER, BLINK = AU_NAMES.index("AU05"), AU_NAMES.index("AU45")
 
 
 def spread(indices: np.ndarray, count: int) -> list[int]:
@@ -180,11 +178,11 @@ def rig_edit(rgb: np.ndarray, mesh: np.ndarray, current: np.ndarray, au: int, va
              **paint: float) -> tuple[np.ndarray, np.ndarray]:
     """The frame with ``au`` moved to ``value`` by the motion stage, with the eye paint's
     settings in ``paint`` (names in :mod:`animator.motion.eyes`) changed, and the moved landmarks."""
-    from animator.motion.move import added_aus, move_landmarks  # noqa: PLC0415
+    from animator.motion.move import motion_aus, move_landmarks  # noqa: PLC0415
 
     target = current.copy()
     target[au] = value
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
     with mock.patch.multiple(eyes, **paint) if paint else contextlib.nullcontext():
         edited, _ = move_landmarks(rgb, mesh, moved)
     return edited, moved

@@ -2,6 +2,7 @@
 
     python -m pipelines.motion_eval --utkface TAR [--faces 40] [--sheet SHEET.jpg] [--extra IMG...]
                                     [--identity SFACE.onnx] [--oracle CLIPS_DIR]
+                                    [--relax FACES [--relax-sheet SHEET.jpg]]
 
 Faces: UTKFace photos (none of them was used to fit the rig, so all are held out), drawn in a
 fixed order, upscaled 2x and padded so the detector sees a whole head, and kept when they are
@@ -25,6 +26,10 @@ clips' folder) asks what motion alone can make the estimator read: a neutral fra
 acting clip is warped so that its landmarks land exactly on those of the same person's
 expressive frame (pose-aligned), once with the whole face's motion and once with only the
 motion inside the requested AUs' FACS regions (the rig's supports); both are read again.
+``--relax`` asks whether motion takes an expression back: up to that many other UTKFace photos
+that smile (AU12 reads >= 2) are edited to ``neutral`` with ``warp``, and read again (the
+median readings of the smile's AUs before and after, and the share of faces whose AU12 reads
+below 1 after); ``--relax-sheet`` shows them before and after.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ REFOUND = "warp, region re-found"  # the warp's found landmarks, the AU's region
 MOVES_AT_LEAST = 0.02  # inter-ocular units: the rig's moves that motion_found compares
 IDENTITY_MODES = ("none", "warp")  # the paper's generator alone against the default
 TILE = 176
+SMILE, SMILE_FROM = "AU12", 2.0   # --relax: photos whose AU12 reads at least this ...
+SMILE_AUS = ("AU06", "AU12")      # ... and the AUs read before and after relaxing them
+SMILES_PER_KEPT = 30              # photos looked at per smiling face wanted
+RELAX_SHEET_PAIRS = 4             # --relax-sheet: faces (before, after) per row
 # (clip, neutral frame, expressive frame, AUs it shows): frames picked by eye (tests/test_estimate.py)
 ORACLE_PAIRS = (("d3", 0, 136, ("AU04",)), ("d9", 0, 480, ("AU01",)), ("d9", 0, 504, ("AU01",)),
                 ("d6", 0, 200, ("AU01", "AU02", "AU05")), ("d14", 0, 72, ("AU01", "AU02", "AU05")),
@@ -60,19 +69,30 @@ ORACLE_PAIRS = (("d3", 0, 136, ("AU04",)), ("d9", 0, 480, ("AU01",)), ("d9", 0, 
                 ("d14", 0, 94, ("AU45",)), ("d9", 0, 70, ("AU26",)))
 
 
-def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator) -> list[tuple[str, np.ndarray]]:
-    """Up to ``limit`` near-neutral UTKFace photos, upscaled and padded, in a fixed order."""
-    tested = [AU_NAMES.index(n) for n in TESTED]
+def near_neutral(reading: np.ndarray) -> bool:
+    """Every tested AU reads below 1."""
+    return bool(reading[[AU_NAMES.index(n) for n in TESTED]].max() < 1.0)
+
+
+def smiling(reading: np.ndarray) -> bool:
+    return bool(reading[AU_NAMES.index(SMILE)] >= SMILE_FROM)
+
+
+def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator,
+              keep=near_neutral, per_kept: int = 6) -> list[tuple[str, np.ndarray]]:
+    """Up to ``limit`` UTKFace photos whose AU reading ``keep`` accepts (near neutral ones by
+    default), upscaled and padded, in a fixed order: one in ``len / (limit * per_kept)`` of
+    the photos is looked at (about 1 in 3 reads near neutral, 1 in 15 smiles widely)."""
     kept = []
     if not (Path(tar_path).is_file() and tarfile.is_tarfile(tar_path)):
         raise AnimatorError(f"{tar_path}: not a tar file of UTKFace photos")
     with tarfile.open(tar_path) as tar:
         members = sorted((m for m in tar.getmembers() if m.name.endswith(".jpg")), key=lambda m: m.name)
-        for member in members[:: max(1, len(members) // (limit * 6))]:
+        for member in members[:: max(1, len(members) // (limit * per_kept))]:
             data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
             image = prepare_photo(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
             reading = read_aus(image, detector, landmarker, estimator)
-            if reading is not None and reading[tested].max() < 1.0:
+            if reading is not None and keep(reading):
                 kept.append((Path(member.name).name.split(".")[0], image))
             if len(kept) == limit:
                 break
@@ -100,11 +120,11 @@ def read_aus(rgb: np.ndarray, detector, landmarker, estimator) -> np.ndarray | N
 def rig_targets(mesh: np.ndarray, current: np.ndarray, targets: np.ndarray, rig) -> np.ndarray:
     """(N, 478, 3): ``mesh`` moved from its ``current`` AUs to each of ``targets`` (N, 17) as
     the motion stage moves it (its iris points as they were)."""
-    from animator.motion.move import added_aus  # noqa: PLC0415
+    from animator.motion.move import motion_aus  # noqa: PLC0415
 
     moved = np.repeat(np.asarray(mesh, np.float64)[None], len(targets), axis=0)
     for i, target in enumerate(targets):
-        moved[i, : len(rig.template)] = rig.displace(mesh, added_aus(current, target, rig))
+        moved[i, : len(rig.template)] = rig.displace(mesh, motion_aus(current, target, rig))
     return moved
 
 
@@ -213,6 +233,10 @@ def measure(args: argparse.Namespace) -> dict:
                               "median": round(float(np.median(v)), 2)} for au, v in per.items()}
                   for mode, per in readings.items()},
               "motion_found": {au: round(float(np.median(v)), 2) for au, v in found_share.items() if v}}
+    if args.relax:
+        report["relax"] = relax_readback(utk_faces(args.utkface, args.relax, detector, landmarker, estimator,
+                                                   keep=smiling, per_kept=SMILES_PER_KEPT),
+                                         detector, landmarker, estimator, rig, args.relax_sheet)
     if args.oracle:
         report["oracle"] = oracle_readback(args.oracle, detector, landmarker, estimator, rig)
     if args.identity:
@@ -233,8 +257,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--identity", type=Path, help="The SFace ONNX model: report identity per preset.")
     parser.add_argument("--oracle", type=Path, help="The expression clips' folder: read back real motion.")
+    parser.add_argument("--relax", type=int, default=0, help="Smiling photos to edit to neutral and read back.")
+    parser.add_argument("--relax-sheet", type=Path, help="With --relax: write them, before and after, here.")
     args = parser.parse_args(argv)
     return print_report(lambda: measure(args))
+
+
+def relax_readback(faces: list[tuple[str, np.ndarray]], detector, landmarker, estimator, rig,
+                   sheet: Path | None = None) -> dict:
+    """Smiling ``faces`` edited to ``neutral`` with ``warp`` (motion takes the smile back):
+    per AU of :data:`SMILE_AUS`, the median reading before and after, and the share of faces
+    whose smile reads below 1 after. ``sheet``: each face before and after, four to a row."""
+    before, after, tiles = [], [], []
+    for _, image in faces:
+        edited = edit(image, np.zeros((1, len(AU_NAMES))), None, rig)[0]
+        detections, found = detector.detect(image), read_mesh(edited, detector, landmarker)
+        if found is None or not detections:
+            continue
+        before.append(estimator.estimate(read_mesh(image, detector, landmarker)))
+        after.append(estimator.estimate(found))
+        tiles.append([face_tile(image, detections[0].box), face_tile(edited, detections[0].box)])
+    if not before:
+        return {"faces": 0}
+    if sheet:
+        tiles += [[np.full((TILE, TILE, 3), 255, np.uint8)] * 2] * (-len(tiles) % RELAX_SHEET_PAIRS)
+        rows = [sum(tiles[i:i + RELAX_SHEET_PAIRS], []) for i in range(0, len(tiles), RELAX_SHEET_PAIRS)]
+        write_image(sheet, contact_sheet(rows, ["input", "neutral (warp)"] * RELAX_SHEET_PAIRS))
+    columns = [AU_NAMES.index(n) for n in SMILE_AUS]
+    before, after = np.array(before)[:, columns], np.array(after)[:, columns]
+    return {"faces": len(before), "per_au": {
+                name: {"before": round(float(np.median(before[:, i])), 2), "after": round(float(np.median(after[:, i])), 2)}
+                for i, name in enumerate(SMILE_AUS)},
+            "smile_below_1": round(float(np.mean(after[:, SMILE_AUS.index(SMILE)] < 1.0)), 3)}
 
 
 def oracle_readback(clips: Path, detector, landmarker, estimator, rig) -> list[dict]:

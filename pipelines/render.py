@@ -212,10 +212,13 @@ def render(opts: RenderOptions) -> Summary:
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
         summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
-        if editor is None and keyframes.mode == "relative" and (samples < 0).any():
-            summary.notes.append("relative keyframes lower some AUs: motion only adds, so with "
-                                 "--motion warp they stay as the actor has them (lowering needs "
-                                 "--motion warp+generator or none)")
+        from animator.motion.move import LOWERED  # noqa: PLC0415 (torch import)
+
+        kept = [name for k, name in enumerate(aus.AU_NAMES) if k not in LOWERED and (samples[:, k] < 0).any()]
+        if editor is None and keyframes.mode == "relative" and kept:
+            summary.notes.append(f"relative keyframes lower {', '.join(kept)}: motion never takes back the "
+                                 "mouth's speech shapes or blinks, so with --motion warp they stay as the "
+                                 "actor has them (lowering them needs --motion warp+generator or none)")
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_lost = stats.frames_lost(info)
@@ -344,7 +347,7 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
 
     policy = editor.crop_policy if editor else None
     if rig is not None:
-        from animator.motion.move import added_aus  # noqa: PLC0415
+        from animator.motion.move import motion_aus  # noqa: PLC0415
         from animator.motion.rims import TrackRims  # noqa: PLC0415
 
         rims = TrackRims()
@@ -357,7 +360,7 @@ def _pass_two(opts: RenderOptions, editor, rig, tracks, targets: FaceTargets, st
             if rig is not None:
                 current = [targets.actor(o.frame_index, o.track_id) for o in observed]
                 # a face's rims are looked for only on the frames that move it
-                face_rims = [rims.of(o.track_id, frame.rgb, o.mesh) if np.any(added_aus(now, want, rig)) else None
+                face_rims = [rims.of(o.track_id, frame.rgb, o.mesh) if np.any(motion_aus(now, want, rig)) else None
                              for o, now, want in zip(observed, current, wanted)]
                 frame.rgb, fields = move_faces(frame.rgb, [o.mesh for o in observed], current, wanted, rig,
                                                face_rims)

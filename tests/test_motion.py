@@ -329,12 +329,12 @@ def test_skin_under_a_closing_eyes_lower_lid_does_not_show_the_eye(shared_dir, r
     import av
 
     from animator.motion.eyes import eye_contour, eye_width
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
 
     with av.open(str(shared_dir / "datasets" / "expression-clips" / "d0.mp4")) as video:
         frame = next(f for i, f in enumerate(video.decode(video=0)) if i == 11).to_ndarray(format="rgb24")
     mesh, current = read_face(frame)
-    moved = rig.displace(mesh, added_aus(current, with_au(current, "AU45", 5.0), rig))
+    moved = rig.displace(mesh, motion_aus(current, with_au(current, "AU45", 5.0), rig))
     field = face_field(frame.shape, mesh[:468], moved, mouth_tear(mesh[:468], moved))
     x0, y0, x1, y1 = field.box
     ys, xs = np.mgrid[y0:y1, x0:x1]
@@ -349,22 +349,124 @@ def test_skin_under_a_closing_eyes_lower_lid_does_not_show_the_eye(shared_dir, r
         assert (under & (old_opening[sy, sx] == 1)).sum() <= 2
 
 
+def test_motion_takes_expressions_back_but_not_speech_or_blinks(rig):
+    """Under a target below what the face shows, the brows', lids', cheeks', nose's and lip
+    corners' AUs are taken back, to the target or to the resting reading, whichever is
+    higher; the mouth's speech shapes and a blink stay as the face has them; a closing eye's
+    lower lids stay up (AU06 and AU07 are taken back by what is left of its opening)."""
+    from animator.motion.move import LOWERED, REST_READING, motion_aus
+
+    zeros = np.zeros(N_AUS)
+    current = with_au(np.full(N_AUS, 3.0), "AU45", 0.0)
+    delta = motion_aus(current, zeros, rig)
+    for k, name in enumerate(AU_NAMES):
+        expected = REST_READING - 3.0 if k in LOWERED else 0.0
+        assert delta[k] == pytest.approx(expected), name
+    assert {AU_NAMES[k] for k in LOWERED} >= {"AU01", "AU02", "AU04", "AU05", "AU06", "AU12"}
+    assert not {AU_NAMES[k] for k in LOWERED} & {"AU10", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45"}
+    au12 = AU_NAMES.index("AU12")
+    assert motion_aus(current, with_au(zeros, "AU12", 2.0), rig)[au12] == pytest.approx(-1.0)
+    assert not np.any(motion_aus(np.full(N_AUS, REST_READING), zeros, rig))
+    closing = with_au(current, "AU45", 3.0)
+    delta = motion_aus(closing, with_au(zeros, "AU45", 3.0), rig)
+    for name in ("AU06", "AU07"):
+        assert delta[AU_NAMES.index(name)] == pytest.approx((REST_READING - 3.0) * (1 - rig.closure(3.0)))
+    assert delta[au12] == pytest.approx(REST_READING - 3.0)
+
+
+def test_relaxing_a_smile_keeps_the_lips_together_and_the_teeth_unsqueezed(face_image, rig):
+    """The astronaut smiles (AU12 about 2) with her lips apart on her teeth. Taken back to
+    neutral, her inner lips part no further than they do (the rig alone would part them: a
+    smile presses the lips together as it pulls their corners, and the mouth would tear open
+    and be painted where the face only relaxes), and her mouth narrows by at most
+    TEETH_SQUEEZE of its width (the warp drags teeth with the lips; the rig alone would
+    narrow it further); her cheeks come down and the picture reads a smaller smile."""
+    from animator.motion.move import motion_aus
+    from animator.motion.rig import LOWER_INNER_LIP, MOUTH_CORNERS, TEETH_SQUEEZE, UPPER_INNER_LIP
+
+    mesh, current = read_face(face_image)
+    au06, au12 = AU_NAMES.index("AU06"), AU_NAMES.index("AU12")
+    delta = motion_aus(current, np.zeros(N_AUS), rig)
+    assert delta[au12] < -1
+    up, low, corners = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP), list(MOUTH_CORNERS)
+    lowering = rig.offsets(np.minimum(delta, 0))
+    assert (lowering[low, 1] - lowering[up, 1]).max() > 0.02     # by the rig alone, inter-ocular units
+
+    def width(points: np.ndarray) -> float:
+        return float(np.linalg.norm(np.subtract(*points[corners, :2])))
+
+    free = rig.template + lowering
+    assert 1 - width(free) / width(rig.template) > TEETH_SQUEEZE + 0.03
+    moved = rig.displace(mesh, delta)
+    gap = moved[low, 1] - moved[up, 1] - (mesh[low, 1] - mesh[up, 1])
+    assert gap.max() < 0.25              # frame px (the face is a little turned), against ~1.5 by the rig alone
+    assert TEETH_SQUEEZE - 0.02 < 1 - width(moved) / width(mesh) < TEETH_SQUEEZE + 0.01
+    assert mouth_tear(mesh[:468], moved).parting < 0
+    relaxed, _ = move_face(face_image, mesh, current, np.zeros(N_AUS), rig)
+    after = read_face(relaxed)[1]
+    assert after[au12] < current[au12] - 0.2 and after[au06] < current[au06] - 0.5
+
+
+def test_a_closed_smile_relaxes_all_the_way(rig):
+    """A smile whose lips are closed shows no teeth to squeeze: its corners are taken back as
+    far as the rig takes them (its lips kept together), where the same smile with the lips
+    apart on teeth narrows by TEETH_SQUEEZE of the mouth's width only."""
+    from animator.motion.rig import LOWER_INNER_LIP, MOUTH_CORNERS, TEETH_SQUEEZE, UPPER_INNER_LIP, relaxed
+
+    closed = rig.template.copy()          # the astronaut's, whose smile shows teeth: her lips closed
+    closed[list(LOWER_INNER_LIP), 1] = closed[list(UPPER_INNER_LIP), 1]
+    lowering = rig.offsets(one_au("AU12", -4.0))
+    eyes, mouth = rig.eye_region, rig.lip_corner_region
+    corners = list(MOUTH_CORNERS)
+
+    def narrower(face: np.ndarray, offsets: np.ndarray) -> float:
+        width = np.linalg.norm(np.subtract(*face[corners, :2]))
+        return float(1 - np.linalg.norm(np.subtract(*(face + offsets)[corners, :2])) / width)
+
+    assert narrower(closed, relaxed(closed, lowering, eyes, mouth)) == pytest.approx(narrower(closed, lowering))
+    assert narrower(closed, lowering) > TEETH_SQUEEZE + 0.03
+    parted = closed.copy()
+    parted[list(LOWER_INNER_LIP), 1] += 0.1 * np.linalg.norm(np.subtract(*closed[corners, :2]))
+    assert narrower(parted, relaxed(parted, lowering, eyes, mouth)) == pytest.approx(TEETH_SQUEEZE, abs=1e-3)
+
+
+def test_a_relaxing_upper_lid_stops_at_the_top_of_its_iris(face_image, rig):
+    """A wide eye taken back: the rig's units (set so that a raised lid reads back) would bring
+    its upper lid down over the iris; it stops at the iris's top edge, where a resting lid
+    sits. A mesh without iris points has no such stop."""
+    from animator.motion.rig import IRISES
+
+    big = cv2.resize(face_image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    mesh, _ = read_face(big)
+    wide = mesh.copy()
+    wide[:468] = rig.displace(mesh, one_au("AU05", 4.0))          # the eyeballs stay where they are
+    relaxed, unguarded = rig.displace(wide, one_au("AU05", -5.0)), rig.displace(wide[:468], one_au("AU05", -5.0))
+    for (centre, rim), lid in zip(IRISES, UPPER_LIDS):
+        radius = np.linalg.norm(mesh[list(rim), :2] - mesh[centre, :2], axis=1).mean()
+        across = mesh[list(lid), 0] - mesh[centre, 0]
+        over = np.abs(across) < radius
+        top = (mesh[centre, 1] - np.sqrt(np.maximum(radius ** 2 - across ** 2, 0)))[over]
+        assert (wide[list(lid), 1][over] < top - 5).all()
+        assert np.abs(relaxed[list(lid), 1][over] - top).max() < 1.5
+        assert (unguarded[list(lid), 1][over] > top + 2).all()
+
+
 def test_a_lid_raise_fades_as_the_face_closes_its_eyes(rig):
     """AU05 lifts a lid by what is left of the eye's opening: fully on an open eye, not at all
     on one the face has shut, so a wide-eyed target over an actor's blink keeps the blink
     (rather than lifting the lid off a closed eye and painting an eyeball under it). The other
     AUs are added as asked."""
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
 
     target, au05 = parse_target("surprise"), AU_NAMES.index("AU05")
-    np.testing.assert_allclose(added_aus(np.zeros(N_AUS), target, rig), target)
+    np.testing.assert_allclose(motion_aus(np.zeros(N_AUS), target, rig), target)
     face = posed(rig.template, 0.0, 100.0, (300.0, 200.0))
     for blink in (1.0, 3.0, 5.0):
         current = with_au(np.zeros(N_AUS), "AU45", blink)
-        delta = added_aus(current, target, rig)
+        delta = motion_aus(current, target, rig)
         assert delta[au05] == pytest.approx(target[au05] * (1 - rig.closure(blink)))
         np.testing.assert_allclose(np.delete(delta, au05), np.delete(target, au05))
-    shut = added_aus(with_au(np.zeros(N_AUS), "AU45", 5.0), target, rig)
+    shut = motion_aus(with_au(np.zeros(N_AUS), "AU45", 5.0), target, rig)
     lids = [i for contour in UPPER_LIDS + LOWER_LIDS for i in contour]
     np.testing.assert_allclose(rig.displace(face, shut)[lids], face[lids], atol=1e-9)
 
@@ -432,11 +534,11 @@ def test_a_narrowing_slit_darkens_into_the_lash_line(face_image, rig, monkeypatc
     4 the lashes, pointing down, hide it. The slit is painted at least half way from what the
     eye showed there towards the lash line's colour."""
     from animator.motion import eyes
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
 
     mesh, current = read_face(face_image)
     target = with_au(current, "AU45", 4.0)
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
 
     def slit_brightness(image: np.ndarray, eye: int) -> float:
         opening = eyes.eye_contour(moved, eye)
@@ -457,13 +559,13 @@ def test_a_raised_lid_uncovers_white_above_a_round_iris(face_image, rig):
     white (brighter than the lid margin there before) beside the iris; the iris's centre does
     not move."""
     from animator.motion.eyes import iris_circle, eye_width
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
 
     photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # eyes 40 px wide
     mesh, current = read_face(photo)
     target = with_au(current, "AU05", 5.0)
     out, field = move_face(photo, mesh, current, target, rig)
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
     luma = np.array([0.299, 0.587, 0.114])
     for eye, upper in enumerate(UPPER_LIDS):
         centre, radius = iris_circle(mesh, eye, eye_width(mesh, eye))
@@ -876,12 +978,12 @@ def test_a_lip_leaving_the_teeth_bares_them(face_image, rig, name, value, teeth)
     (AU10) or a lower lip parted from them (AU25, the jaw still) over the photo's smile bares
     more of them, with no dark band torn across them. (When what the mouth showed went with
     its lips, the opening tore between the teeth's halves: luma 36 and 114 at the darkest.)"""
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
 
     mesh, current = read_face(face_image)
     target = with_au(current, name, value)
     out, _ = move_face(face_image, mesh, current, target, rig)
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
     assert down_the_mouth(out, moved, np.linspace(0.15, 0.85, 8)).min() > teeth
 
 
@@ -1023,7 +1125,9 @@ def test_motion_none_is_the_generator_alone(tiny_model, tmp_path):
     assert motion.dtype == np.float16 and motion.shape == (256, 256, 2) and np.abs(motion).max() > 1
 
 
-def test_warp_says_when_relative_keys_ask_to_lower_aus(tiny_model, tmp_path):
+def test_warp_says_when_relative_keys_ask_to_lower_what_motion_keeps(tiny_model, tmp_path):
+    """Relative keys that lower the lip corners are moved by the warp; ones that lower the jaw
+    (speech) are not, and the summary says which."""
     import cv2
     from click.testing import CliRunner
 
@@ -1033,14 +1137,17 @@ def test_warp_says_when_relative_keys_ask_to_lower_aus(tiny_model, tmp_path):
     skimage_data = pytest.importorskip("skimage.data")
     still = cv2.resize(skimage_data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     clip = make_video(tmp_path / "still.mp4", [still] * 2)
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps({"version": 1, "mode": "relative", "keys": [{"time": 0, "aus": {"AU12": -2}}]}))
-    result = CliRunner().invoke(cli, ["render", str(clip), "-k", str(keys), "-o", str(tmp_path / "out.mp4"),
-                                      "--checkpoint", str(tiny_model), "--motion", "warp", "--json", "--quiet"])
-    assert result.exit_code == 0, result.output
-    notes = json.loads(result.stdout)["notes"]
-    assert any("the generator did not run" in n for n in notes)
-    assert any("lower some AUs" in n for n in notes)
+    notes = {}
+    for name, lowered in (("smile", {"AU12": -2}), ("jaw", {"AU12": -2, "AU26": -1, "AU45": -1})):
+        keys = tmp_path / f"{name}.json"
+        keys.write_text(json.dumps({"version": 1, "mode": "relative", "keys": [{"time": 0, "aus": lowered}]}))
+        result = CliRunner().invoke(cli, ["render", str(clip), "-k", str(keys), "-o", str(tmp_path / f"{name}.mp4"),
+                                          "--checkpoint", str(tiny_model), "--motion", "warp", "--json", "--quiet"])
+        assert result.exit_code == 0, result.output
+        notes[name] = json.loads(result.stdout)["notes"]
+    assert any("the generator did not run" in n for n in notes["smile"])
+    assert not any("relative keyframes lower" in n for n in notes["smile"])
+    assert any("relative keyframes lower AU26, AU45:" in n for n in notes["jaw"])
 
 
 def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_dir, rig, monkeypatch):
@@ -1060,6 +1167,24 @@ def test_real_motion_warped_onto_a_neutral_frame_reads_as_the_expression(shared_
     assert row["au"] == "AU26" and row["neutral"] < 0.5 and row["expressive"] >= 2.0
     assert abs(row["whole face moved"] - row["expressive"]) < 0.5
     assert row["FACS regions only"] >= 1.5
+
+
+def test_relaxing_a_smiling_photo_reads_back_a_smaller_smile(face_image, rig, tmp_path):
+    """``motion_eval --relax``: the astronaut's smile edited to ``neutral`` reads back smaller
+    (it shows teeth, so it narrows only a little) and her cheeks, raised with it, come down.
+    The sheet shows her before and after, in a row of four such pairs."""
+    from animator.estimate import AUEstimator
+    from animator.faces.detect import FaceDetector
+    from animator.faces.landmarks import MeshLandmarker
+    from animator.media.images import read_image
+    from pipelines.motion_eval import RELAX_SHEET_PAIRS, TILE, relax_readback
+
+    report = relax_readback([("astronaut", face_image)], FaceDetector(), MeshLandmarker(), AUEstimator.default(), rig,
+                            tmp_path / "relax.png")
+    assert read_image(tmp_path / "relax.png").shape[1] == 2 * RELAX_SHEET_PAIRS * TILE
+    assert report["faces"] == 1 and report["smile_below_1"] == 0.0   # her smile shows teeth: it narrows a little
+    assert report["per_au"]["AU12"]["before"] >= 2.0 > report["per_au"]["AU12"]["after"]
+    assert report["per_au"]["AU06"]["after"] < report["per_au"]["AU06"]["before"] - 0.5
 
 
 def test_a_region_re_found_is_put_on_the_rigs_targets_after_fitting_the_head():
@@ -1254,7 +1379,7 @@ def test_a_closed_lid_is_lit_like_the_skin_above_its_crease(face_image, rig, mon
     closing lid unfolds the skin the fold hid, which is lit like the skin above the crease:
     the closed lid comes out at least a fifth lighter than the shadowed strip stretched."""
     from animator.motion import eyes
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
     from animator.motion.rig import UPPER_LID_SKIN
 
     mesh, current = read_face(face_image)
@@ -1264,7 +1389,7 @@ def test_a_closed_lid_is_lit_like_the_skin_above_its_crease(face_image, rig, mon
         cv2.fillPoly(strip, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
         shadowed[strip == 1] //= 2
     target = with_au(current, "AU45", 5.0)
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
 
     def lid_brightness(image: np.ndarray) -> float:
         values = []
@@ -1287,7 +1412,7 @@ def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image
     over a closing eye, would streak the lid: it is smoothed as far as the lid came down, from
     the first frames of a blink on."""
     from animator.motion import eyes
-    from animator.motion.move import added_aus
+    from animator.motion.move import motion_aus
     from animator.motion.rig import UPPER_LID_SKIN
 
     photo = cv2.resize(face_image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
@@ -1299,7 +1424,7 @@ def test_a_closed_lid_is_smooth_where_its_stretched_skin_would_streak(face_image
         cv2.fillPoly(lid, [np.rint(np.vstack([mesh[list(upper), :2], mesh[list(fold)[::-1], :2]])).astype(np.int32)], 1)
         striped[(lid == 1) & columns[None, :]] //= 3
     target = with_au(current, "AU45", blink)
-    moved = rig.displace(mesh, added_aus(current, target, rig))
+    moved = rig.displace(mesh, motion_aus(current, target, rig))
 
     def streaks(image: np.ndarray) -> float:
         zone = np.zeros(photo.shape[:2], bool)

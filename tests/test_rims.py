@@ -8,11 +8,11 @@ import pytest
 
 from animator.aus import parse_target
 from animator.errors import AnimatorError
-from animator.motion.move import added_aus, move_landmarks
+from animator.motion.move import motion_aus, move_landmarks
 from animator.motion.rig import AURig
 from animator.motion.rims import (CROP_H, CROP_W, Rims, RimFinder, TrackRims, eye_crop, eye_region,
                                   fill_holes)
-from test_motion import read_face
+from test_motion import read_face, with_au
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_a_face_moves_behind_rims_that_stay(face_image, rig):
     mesh, current = read_face(face_image)
     worn, on_rim, rims = drawn_rims(face_image, mesh)
     for spec in ("AU45=5", "AU01=4,AU02=4"):
-        moved = rig.displace(mesh, added_aus(current, parse_target(spec), rig))
+        moved = rig.displace(mesh, motion_aus(current, parse_target(spec), rig))
         behind, field = move_landmarks(worn, mesh, moved, rims)
         bent, _ = move_landmarks(worn, mesh, moved)
         np.testing.assert_array_equal(behind[on_rim], worn[on_rim])
@@ -72,7 +72,7 @@ def test_what_the_field_leaves_alone_stays_exact_behind_rims(face_image, rig):
     its value (the rims were filled only to be warped, and put back)."""
     mesh, current = read_face(face_image)
     worn, on_rim, rims = drawn_rims(face_image, mesh)
-    moved = rig.displace(mesh, added_aus(current, parse_target("AU26=4"), rig))
+    moved = rig.displace(mesh, motion_aus(current, with_au(current, "AU26", 4.0), rig))
     behind, field = move_landmarks(worn, mesh, moved, rims)
     offsets = np.zeros(worn.shape[:2], bool)
     x0, y0, x1, y1 = field.box

@@ -14,6 +14,7 @@ import torch
 from animator.aus import AU_NAMES, N_AUS
 from animator.errors import AnimatorError
 from animator.media.images import write_image
+from animator.motion.move import REST_READING
 from animator.model.checkpoint import ModelConfig, load_state, save_generator
 from animator.model.generator import Generator, GeneratorConfig
 from animator.train.balance import balance_weights, intensity_bins, label_distribution
@@ -86,11 +87,17 @@ def test_linear_rig_moves_landmarks_by_the_au_difference_and_back():
     assert 21 <= int(column.argmax()) <= 23  # the blob went down with its landmark
     back = rig.apply(warped, landmarks + moves, -moves)
     assert int(back[0, 0, :, 16].argmax()) in (19, 20, 21)
-    # motion only adds: a target below the source moves nothing (the generator paints it)
+    # a jaw drop (speech) is never taken back: a target below the source moves nothing
     _, none = rig(image, landmarks, target, source)
     assert not none.any()
-    _, both_ways = LinearRig(displacement, SIZE, only_adds=False)(image, landmarks, target, source)
+    _, both_ways = LinearRig(displacement, SIZE, as_rendered=False)(image, landmarks, target, source)
     torch.testing.assert_close(both_ways, -moves)
+    # a smile is, as the renderer takes it back: to the target or the resting reading
+    displacement[AU_NAMES.index("AU12"), 0] = torch.tensor([1.0, 0.0])
+    smiling = torch.zeros(1, N_AUS)
+    smiling[0, AU_NAMES.index("AU12")] = 3.0
+    _, relaxed = LinearRig(displacement, SIZE)(image, landmarks, smiling, torch.zeros(1, N_AUS))
+    torch.testing.assert_close(relaxed, torch.tensor([[[-(3.0 - REST_READING), 0.0]]]))
 
 
 def test_rig_and_landmark_files_round_trip(tmp_path):

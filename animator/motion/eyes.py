@@ -20,12 +20,10 @@ import cv2
 import numpy as np
 
 from animator.motion.mouth import polygon_area
-from animator.motion.rig import EYE_CORNERS, LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
+from animator.motion.rig import EYE_CORNERS, IRISES, LOWER_LIDS, UPPER_LID_SKIN, UPPER_LIDS
 from animator.motion.softness import Blur, edge_blur, extra_blur, soften
 from animator.motion.warp import MotionField
 
-# per eye (the subject's right, then left): the iris's centre and contour
-IRISES = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
 # eye_contour's layout: outer corner, upper lid, inner corner, lower lid back
 _LID = len(UPPER_LIDS[0])
 CONTOUR_UPPER, CONTOUR_INNER, CONTOUR_LOWER = slice(1, _LID + 1), _LID + 1, slice(_LID + 2, 2 * _LID + 2)

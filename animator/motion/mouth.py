@@ -31,13 +31,12 @@ import cv2
 import numpy as np
 
 from animator.estimate.geometry import MESH
-from animator.motion.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+from animator.motion.rig import LOWER_INNER_LIP, MOUTH_CORNERS, UPPER_INNER_LIP, teeth_shown
 from animator.motion.softness import Blur, soften
 
 # The inner-lip contour (MediaPipe mesh), right corner -> upper lip -> left corner -> lower lip.
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 UPPER_INNER = INNER_LIPS[:11]
-MOUTH_CORNERS = (61, 291)
 LIP_POINTS = (0, 17, 37, 267, 84, 314)   # on the red of the lips (their colour)
 
 BARED_FROM = 2.0             # frame px a pair of lips must stand open for what it shows to stay as a lip leaves it
@@ -51,8 +50,6 @@ KEPT_PIXELS = 4              # the source's inside kept beside the torn part: ju
 KEPT_SHARE = 0.75            # ... by its bright part (teeth show among dark gaps and corners) ...
 TEETH_SHOWN = (0.9, 1.1)     # ... kept, for its teeth, from this brightness against the lips' (from, fully)
 CAVITY_SHADE = 0.3           # cavity colour as a fraction of the lips' colour (half in its middle)
-TEETH_FROM = 0.02            # lips' opening (fraction of mouth width) where teeth start to show
-TEETH_FULL = 0.08            # ... and are fully visible
 TEETH_HEIGHT = 0.1           # the upper teeth's visible height, fraction of the mouth width ...
 TEETH_SHARE = 0.6            # ... and at most this fraction of the opening
 TEETH_OPACITY = 0.85
@@ -264,7 +261,7 @@ def _inside(mouth: MouthFrame, depth: np.ndarray, lips: np.ndarray, width: float
         tongue = cv2.GaussianBlur(tongue.astype(np.float32), (0, 0), 2 * soft)[..., None]  # no edge
         paint = paint + (lips * TONGUE[2] * (1.0 - 0.3 * depth[..., None]) - paint) * tongue
     upper_h = teeth * min(TEETH_HEIGHT * width, TEETH_SHARE * opening)
-    show = float(np.clip((opening / width - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1))
+    show = teeth_shown(opening / width)
     if show <= 0 or upper_h < 0.5:
         return paint
     level = min(210.0, 1.2 * float(lips.max()))  # as bright as the lips' brightest channel, capped

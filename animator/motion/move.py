@@ -14,7 +14,7 @@ import numpy as np
 from animator.aus import AU_NAMES
 from animator.motion.eyes import LASH_BAND, hold_eyeballs, paint_eyes, picture_blur
 from animator.motion.mouth import MouthTear, fill_mouth, mouth_tear
-from animator.motion.rig import BLINK, LOWER_LIDS, UPPER_LIDS, AURig
+from animator.motion.rig import BLINK, LID_RAISER, LOWER_LIDS, UPPER_LIDS, AURig
 from animator.motion.rims import Rims, behind_rims, without_rims
 from animator.motion.warp import MotionField, apply_field, motion_field
 
@@ -23,7 +23,16 @@ EYES = tuple(upper + lower for upper, lower in zip(UPPER_LIDS, LOWER_LIDS))
 
 CLOSING = 0.5  # frame pixels an upper lid must come down for its lash band to be kept
 LOWER_GUARD = 0.03  # ... and how far below a closing eye's lower lid (of its width) its guard nodes sit
-LID_RAISER = AU_NAMES.index("AU05")
+# What motion also lowers: the expressions of the brows, lids, cheeks, nose and lip corners.
+# Lowering them only moves skin over what the picture already shows. The mouth's speech shapes
+# (AU10, AU17, AU20, AU23, AU25, AU26) and blinks are never lowered: an actor's speech and
+# blinks survive an absolute target, and an eye or a mouth opened by undoing them would show
+# what the picture does not.
+LOWERED = tuple(AU_NAMES.index(name) for name in
+                ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU12", "AU14", "AU15"))
+# ... of these, the ones whose lowering drops the lower lid (it would open a closing eye)
+LID_OPENERS = tuple(AU_NAMES.index(name) for name in ("AU06", "AU07"))
+REST_READING = 0.5  # the estimator reads resting faces up to about this: never lowered below it
 
 
 def opening_nodes(source: np.ndarray, target: np.ndarray, mouth: MouthTear) -> tuple[np.ndarray, np.ndarray]:
@@ -71,30 +80,36 @@ def face_field(shape: tuple[int, ...], source: np.ndarray, moved: np.ndarray,
     return None if field is None else hold_eyeballs(field, source, moved)
 
 
-def added_aus(current: np.ndarray, target: np.ndarray, rig: AURig) -> np.ndarray:
+def motion_aus(current: np.ndarray, target: np.ndarray, rig: AURig) -> np.ndarray:
     """What the rig moves a face by, from its ``current`` AUs towards ``target`` (both (17,),
-    0-5). Motion only adds: an AU the target asks for beyond what the face shows is moved, one
-    the face shows beyond the target is left to the generator. The estimator reads some AUs
-    on resting faces (upper lip, lip corners), and undoing those readings would push closed
-    lips into each other; an actor's own speech and blinks also survive an absolute target.
+    0-5): every AU the target asks for beyond what the face shows is added, and each of the
+    :data:`LOWERED` expressions the face shows beyond the target is taken back -- down to the
+    target or to :data:`REST_READING`, whichever is higher (the estimator reads some AUs on
+    resting faces, and undoing those readings would pull a calm face past its rest).
 
-    The upper lid raiser (AU05) lifts a lid by what is left of the eye's opening: an eye the
-    face is closing (AU45 reads i, ``rig.closure(i)`` of its opening shut) is raised
-    ``1 - closure`` as far. A blink under a wide-eyed target then stays a blink, rather than
-    its lid being lifted off the closed eye and an eyeball painted under it."""
+    A closing eye keeps its lids: AU05 lifts a lid, and lowering AU06 or AU07 drops a lower
+    lid, by what is left of the eye's opening (AU45 reads i, ``rig.closure(i)`` of it shut,
+    ``1 - closure`` as far). A blink under a wide-eyed or relaxed target then stays a blink,
+    rather than its lids being pulled off the closed eye and an eyeball painted between."""
     current = np.asarray(current, np.float64)
-    delta = np.maximum(np.asarray(target, np.float64) - current, 0.0)
-    delta[LID_RAISER] *= 1.0 - rig.closure(float(current[BLINK]))
-    return delta
+    target = np.asarray(target, np.float64)
+    still_open = 1.0 - rig.closure(float(current[BLINK]))
+    added = np.maximum(target - current, 0.0)
+    added[LID_RAISER] *= still_open
+    taken = np.zeros_like(added)
+    lowered = list(LOWERED)
+    taken[lowered] = np.maximum(current[lowered] - np.maximum(target[lowered], REST_READING), 0.0)
+    taken[list(LID_OPENERS)] *= still_open
+    return added - taken
 
 
 def move_face(frame: np.ndarray, mesh: np.ndarray, current: np.ndarray, target: np.ndarray,
               rig: AURig, rims: Rims | None = None) -> tuple[np.ndarray, MotionField | None]:
     """``frame`` with the face whose mesh (frame px) is ``mesh`` moved from its ``current``
-    AUs towards ``target`` (:func:`added_aus`) behind its spectacle ``rims`` (if it wears
+    AUs towards ``target`` (:func:`motion_aus`) behind its spectacle ``rims`` (if it wears
     glasses, :class:`animator.motion.rims.RimFinder`), and the field that did it (None:
     nothing moved)."""
-    delta = added_aus(current, target, rig)
+    delta = motion_aus(current, target, rig)
     if not np.any(delta):
         return frame, None
     return move_landmarks(frame, mesh, rig.displace(mesh, delta), rims)

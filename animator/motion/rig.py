@@ -23,6 +23,7 @@ inner lips that would pass each other meet in the middle (a closing mouth stays 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,14 @@ CLOSED_LID_GAP = 0.012
 LINEAR_BLINK = ((0.0, 0.0), (AU_MAX, 1.0))
 UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
 LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+MOUTH_CORNERS = (61, 291)
+# lips' opening (a share of the mouth's width) where teeth start to show, and are fully shown
+TEETH_FROM, TEETH_FULL = 0.02, 0.08
+TEETH_SQUEEZE = 0.1  # a relaxing mouth open on its teeth narrows by at most this share of its width
+# per eye: its iris's centre and contour (478-point meshes)
+IRISES = ((468, (469, 470, 471, 472)), (473, (474, 475, 476, 477)))
+LID_RAISER = AU_NAMES.index("AU05")
+LIP_CORNER_AUS = tuple(AU_NAMES.index(name) for name in ("AU12", "AU14", "AU15"))
 
 
 @dataclass
@@ -131,16 +140,80 @@ class AURig:
         """The share of an eye's opening that AU45 at intensity ``blink`` closes."""
         return float(np.interp(blink, self.blink_closure[:, 0], self.blink_closure[:, 1]))
 
+    @functools.cached_property
+    def eye_region(self) -> np.ndarray:
+        """(468,) bool: the points the lid raiser (AU05) moves, the eyes' lids and skin."""
+        return np.abs(self.basis[LID_RAISER]).sum(1) > 0
+
+    @functools.cached_property
+    def lip_corner_region(self) -> np.ndarray:
+        """(468,) bool: the points the lip-corner AUs (AU12, AU14, AU15) move."""
+        return np.abs(self.basis[list(LIP_CORNER_AUS)]).sum(axis=(0, 2)) > 0
+
     def displace(self, mesh: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        """Move one face's mesh (N >= 468, 3 in frame pixels) by the AU change ``delta``;
-        returns the target mesh (468, 3) in frame pixels. Extra points (irises) are ignored."""
-        mesh = np.asarray(mesh, dtype=np.float64)[:N_POINTS]
+        """Move one face's mesh (N >= 468, 3 in frame pixels; with its 10 iris points when it
+        has 478) by the AU change ``delta``; returns the target mesh (468, 3) in frame pixels.
+        What ``delta`` takes back (its negative part) only relaxes the face (:func:`relaxed`)."""
+        mesh = np.asarray(mesh, dtype=np.float64)
         stable = list(MESH.stable)
         scale, rotation, shift = umeyama(mesh[stable], self.template[stable])
-        face = scale * mesh @ rotation.T + shift
-        moved = close_lids(face, face + self.offsets(delta), self.closure(delta[BLINK]))
+        face = scale * mesh @ rotation.T + shift          # irises included, when the mesh has them
+        offsets = self.offsets(np.maximum(delta, 0.0))
+        if np.any(delta < 0):
+            offsets += relaxed(face, self.offsets(np.minimum(delta, 0.0)), self.eye_region, self.lip_corner_region)
+        face = face[:N_POINTS]
+        moved = close_lids(face, face + offsets, self.closure(delta[BLINK]))
         moved = keep_contours_apart(keep_lid_skin_under_brows(face, moved))
-        return mesh + (moved - face) @ rotation / scale
+        return mesh[:N_POINTS] + (moved - face) @ rotation / scale
+
+
+def teeth_shown(opening: float) -> float:
+    """How much of its teeth (0-1) a mouth shows whose lips part by ``opening`` (a share of
+    the mouth's width)."""
+    return float(np.clip((opening - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0.0, 1.0))
+
+
+def relaxed(face: np.ndarray, lowering: np.ndarray, eye_region: np.ndarray, lip_corner_region: np.ndarray) -> np.ndarray:
+    """``lowering`` (468, 3: the rig's offsets for the AUs a move takes back, face frame) as far
+    as it returns ``face`` (468 or 478 points, face frame) towards rest by moving skin over
+    what the picture shows:
+
+    - the inner lips do not part: a smile presses them together as it pulls their corners, so
+      undoing one by the rig alone would tear the mouth open where the face only relaxes;
+    - a mouth open on its teeth narrows by at most :data:`TEETH_SQUEEZE` of its width (the
+      lowering of ``lip_corner_region``, the points the lip-corner AUs move, scaled down together):
+      the warp drags the teeth with the lips, where real lips slide over them, and a wide grin
+      taken back to neutral squeezed its teeth into a narrow, rounded mouth;
+    - an upper lid comes down no further than the top of its iris (when ``face`` has irises),
+      where a resting lid sits: the rig's units are set so that a raised lid reads back, and
+      taking a very wide eye's reading back by them closed it half over the iris, drowsy,
+      where the same person's resting eye is open to its iris (d6, d14). The eye's lowering
+      (``eye_region``, the points AU05 moves) is scaled down together, so its lids and skin
+      keep their shape."""
+    out = lowering.copy()
+    up, low = list(UPPER_INNER_LIP), list(LOWER_INNER_LIP)
+    parting = np.maximum(out[low, 1] - out[up, 1], 0.0)
+    out[up, 1] += parting / 2
+    out[low, 1] -= parting / 2
+    corners = list(MOUTH_CORNERS)
+    width = float(np.linalg.norm(np.subtract(*face[corners, :2])))
+    narrower = (width - float(np.linalg.norm(np.subtract(*(face[corners, :2] + out[corners, :2]))))) / width
+    if narrower > TEETH_SQUEEZE:
+        shown = teeth_shown(float(np.max(face[low, 1] - face[up, 1])) / width)
+        out[lip_corner_region] *= 1.0 - shown * (1.0 - TEETH_SQUEEZE / narrower)
+    if len(face) < N_POINTS + 10:
+        return out
+    for (centre, rim), lid in zip(IRISES, UPPER_LIDS):
+        radius = np.linalg.norm(face[list(rim), :2] - face[centre, :2], axis=1).mean()
+        across = face[list(lid), 0] - face[centre, 0]
+        above = np.abs(across) < radius                   # the lid points over the iris, and its edge there
+        top = face[centre, 1] - np.sqrt(np.maximum(radius ** 2 - across ** 2, 0.0))
+        drop = out[list(lid), 1]
+        room = np.maximum(top - face[list(lid), 1], 0.0)
+        share = float(np.min(np.where(above & (drop > room), room / np.maximum(drop, 1e-12), 1.0)))
+        side = eye_region & (np.sign(face[:N_POINTS, 0]) == np.sign(face[centre, 0]))
+        out[side] *= share
+    return out
 
 
 def close_lids(face: np.ndarray, moved: np.ndarray, fraction: float) -> np.ndarray:

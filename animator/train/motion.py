@@ -10,11 +10,14 @@ The training loop needs one object, :class:`WarpBatch`::
 both differentiable in ``crops`` (the cycle warps the generated face back with ``-moves``
 from the moved landmarks). :class:`LinearRig` is one: the renderer's AU rig
 (animator.motion.rig, shipped in animator/assets/au_rig.json) expressed in crop pixels for
-the set's mean aligned face (:func:`rig_in_crop`), applied as the renderer does ("motion only
-adds": an AU is moved only as far as the target exceeds the source), with the landmark moves
+the set's mean aligned face (:func:`rig_in_crop`), applied as the renderer does (an AU is
+added as far as the target exceeds the source, and the expressions motion takes back --
+:data:`animator.motion.move.LOWERED` -- are taken back to the target or the resting reading,
+whichever is higher; speech and blinks are never taken back), with the landmark moves
 spread into a dense field by Gaussian weights on a coarse grid and applied with
 ``grid_sample`` on the GPU. What it leaves out of the render-time stage: per-face head pose
-(crops are aligned, so one similarity serves all), the lid and lip contour clamps, the still
+(crops are aligned, so one similarity serves all), the lid and lip contour clamps (a relaxing
+smile's lips kept together, a relaxing lid stopped at the iris, a closing eye's lids kept), the still
 eyeballs under moving lids with the eyes' painting (animator.motion.eyes) and the
 mouth-cavity fill: what they paint, the generator learns to paint.
 """
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 
 from animator.aus import N_AUS
 from animator.errors import AnimatorError
+from animator.motion.move import LOWERED, REST_READING
 
 
 class WarpBatch(Protocol):
@@ -103,20 +107,25 @@ def warp_images(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LinearRig:
-    """Landmarks move by max(target - source, 0) @ displacement (``only_adds``, as the
-    renderer's motion stage) or by (target - source) @ displacement; the crop follows them."""
+    """Landmarks move by the AU change the renderer's motion stage makes (``as_rendered``:
+    what the target adds, less the :data:`~animator.motion.move.LOWERED` expressions taken
+    back) or by all of target - source, times the displacement; the crop follows them."""
 
     displacement: torch.Tensor  # (17, P, 2) crop pixels per AU unit at ``size``
     size: int
     sigma: float = 5.0
     grid: int = 32
-    only_adds: bool = True
+    as_rendered: bool = True
 
     def moves(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B,P,2) landmark moves in pixels at ``size``."""
-        delta = (target - source).float()
-        if self.only_adds:
-            delta = delta.clamp_min(0.0)
+        source, target = source.float(), target.float()
+        delta = target - source
+        if self.as_rendered:
+            lowered = torch.zeros(N_AUS, dtype=torch.bool, device=delta.device)
+            lowered[list(LOWERED)] = True
+            taken = (source - target.clamp_min(REST_READING)).clamp_min(0.0) * lowered
+            delta = delta.clamp_min(0.0) - taken
         return torch.einsum("ba,apc->bpc", delta, self.displacement.to(delta.device))
 
     def apply(self, crops: torch.Tensor, landmarks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
@@ -130,7 +139,7 @@ class LinearRig:
         return self.apply(crops, landmarks, moves), moves
 
     def to(self, device: torch.device) -> LinearRig:
-        return LinearRig(self.displacement.to(device), self.size, self.sigma, self.grid, self.only_adds)
+        return LinearRig(self.displacement.to(device), self.size, self.sigma, self.grid, self.as_rendered)
 
 
 # ---------------------------------------------------------------- files in a training set
