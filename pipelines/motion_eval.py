@@ -274,7 +274,7 @@ def relax_readback(faces: list[tuple[str, np.ndarray]], detector, landmarker, es
         detections, found = detector.detect(image), read_mesh(edited, detector, landmarker)
         if found is None or not detections:
             continue
-        before.append(estimator.estimate(read_mesh(image, detector, landmarker)))
+        before.append(estimator.estimate(landmarker.landmarks(image, detections[0])))
         after.append(estimator.estimate(found))
         tiles.append([face_tile(image, detections[0].box), face_tile(edited, detections[0].box)])
     if not before:

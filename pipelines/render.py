@@ -212,13 +212,14 @@ def render(opts: RenderOptions) -> Summary:
             raise AnimatorError(f"{opts.video}: the second pass decoded {summary.frames} frames, "
                                 f"the first {len(times)}; the file changed while rendering?")
         summary.notes = list(writer.notes) + ([] if editor else [WARP_ONLY_NOTE])
-        from animator.motion.move import LOWERED  # noqa: PLC0415 (torch import)
+        if editor is None and keyframes.mode == "relative":
+            from animator.motion.move import LOWERED  # noqa: PLC0415 (torch import)
 
-        kept = [name for k, name in enumerate(aus.AU_NAMES) if k not in LOWERED and (samples[:, k] < 0).any()]
-        if editor is None and keyframes.mode == "relative" and kept:
-            summary.notes.append(f"relative keyframes lower {', '.join(kept)}: motion never takes back the "
-                                 "mouth's speech shapes or blinks, so with --motion warp they stay as the "
-                                 "actor has them (lowering them needs --motion warp+generator or none)")
+            kept = [name for k, name in enumerate(aus.AU_NAMES) if k not in LOWERED and (samples[:, k] < 0).any()]
+            if kept:
+                summary.notes.append(f"relative keyframes lower {', '.join(kept)}: motion never takes back the "
+                                     "mouth's speech shapes or blinks, so with --motion warp they stay as the "
+                                     "actor has them (lowering them needs --motion warp+generator or none)")
     summary.timings["rendering"] = clock.perf_counter() - rendering
     summary.corrupt_packets = stats.corrupt_packets
     summary.frames_lost = stats.frames_lost(info)
