@@ -220,6 +220,16 @@ def test_a_translation_field_moves_the_picture():
     np.testing.assert_array_equal(out[:20], frame[:20])
 
 
+def test_a_field_that_moves_nothing_samples_zero():
+    """A face already at its target (a neutral key on a neutral face) gives all-zero node
+    moves: every triangle is left out, and the field is zero, not an error."""
+    from animator.motion.warp import Grid, PiecewiseLinear
+
+    nodes = np.random.default_rng(0).uniform(0, 50, (40, 2))
+    field = PiecewiseLinear(nodes, np.zeros((40, 2))).sample(Grid(0, 0, 2, 2, 25, 25))
+    assert field.shape == (25, 25, 2) and not field.any()
+
+
 class ExactPiecewiseLinear:
     """The field's definition evaluated point by point, slowly: scipy's point location and
     barycentric transform on the same Delaunay triangulation."""

@@ -100,6 +100,23 @@ def test_render_keeps_frames_times_audio_and_metadata(clip, keys, tiny_model, tm
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("name", ["smile.json", "relative_smile.json", "surprise_blink.json"])
+def test_every_shipped_example_renders_on_the_example_clip(name, tmp_path):
+    """The examples as users first run them: the shipped model and motion, the example clip.
+    Each one starts from the actor's own face (a neutral key on a near-neutral face moves
+    nothing) and edits the face by its peak."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    out = tmp_path / "out.mkv"
+    result = run("render", examples / "single_face.mp4", "-k", examples / name, "-o", out,
+                 "--codec", "ffv1", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["faces_edited"] == 72
+    source = [f.rgb for f in iter_frames(examples / "single_face.mp4")]
+    edited = [f.rgb for f in iter_frames(out)]
+    change = [np.abs(a.astype(int) - b).max() for a, b in zip(source, edited)]
+    assert len(edited) == 72 and max(change[25:45]) > 40
+
+
 def test_lossless_render_touches_only_the_face(clip, keys, tiny_model, tmp_path):
     out, frames_dir = tmp_path / "out.mkv", tmp_path / "frames"
     result = run("render", clip, "--keyframes", keys, "-o", out, "--checkpoint", tiny_model,

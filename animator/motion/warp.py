@@ -115,7 +115,7 @@ class PiecewiseLinear:
         self.lo = np.minimum(np.minimum(corners[:, 0], corners[:, 1]), corners[:, 2])  # bounding boxes
         self.hi = np.maximum(np.maximum(corners[:, 0], corners[:, 1]), corners[:, 2])
         # per triangle: a (2), inverse (4, row-major), value at a (C), gradient (2C)
-        self.affine = np.hstack([corners[:, 0], inverse.reshape(-1, 4), at[:, 0], gradient.reshape(len(at), -1)])
+        self.affine = np.hstack([corners[:, 0], inverse.reshape(-1, 4), at[:, 0], gradient.reshape(len(at), 2 * self.channels)])
 
     def sample(self, grid: Grid) -> np.ndarray:
         """(ny, nx, C) values at the grid's points."""
