@@ -102,7 +102,7 @@ class PiecewiseLinear:
         simplices = delaunay_triangles(nodes)
         # a triangle whose corners are all zero is zero inside, as the grid starts: left out
         # (a blink leaves half of the face's triangles still, a jaw drop more than a third)
-        simplices = simplices[np.abs(values[simplices]).max(axis=(1, 2)) > 0]
+        simplices = simplices[(values != 0).any(1)[simplices].any(1)]
         corners = nodes[simplices]                                  # (T, 3, 2)
         edges = corners[:, 1:] - corners[:, :1]                     # (T, 2, 2): rows b - a, c - a
         det = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
