@@ -421,6 +421,10 @@ def _run(todo: list[Source], options: PrepareOptions, out: Path) -> Iterator[Sou
     chunk = max(1, min(32, len(todo) // (options.workers * 8)))
     with context.Pool(options.workers, _init_worker, (options, out)) as pool:
         yield from pool.imap_unordered(_work, todo, chunksize=chunk)
+        # all done: the workers exit on their own (leaving the block terminates them, which
+        # is for failures and stops: SIGTERM then ends them mid-shutdown, with tracebacks)
+        pool.close()
+        pool.join()
 
 
 def _open_output(out: Path, options: PrepareOptions, overwrite: bool,

@@ -215,6 +215,23 @@ def test_estimator_labels_when_no_csvs(photo_set, tmp_path):
     assert result.exit_code == 1 and "size" in result.output
 
 
+def test_parallel_prepare_ends_quietly(photo_set, tmp_path):
+    """With workers, a finished quiet prepare prints nothing: its workers exit
+    on their own (terminated, they printed SystemExit tracebacks). A subprocess, since the
+    workers write to the real stderr."""
+    import subprocess
+    import sys
+
+    root, _, _ = photo_set
+    out = tmp_path / "d"
+    done = subprocess.run([sys.executable, "-c", "import sys; from animator.cli import main; sys.exit(main())",
+                           "prepare", str(root), "--out", str(out), "--size", "64", "--min-face", "32",
+                           "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout == ""
+    assert len(read_aus(out / "aus_openface.pkl")) == 4
+
+
 def test_webp_sets_load_like_jpeg_sets(photo_set, tmp_path):
     root, _, _ = photo_set
     result = CliRunner().invoke(cli, ["prepare", str(root / "alice"), "--out", str(tmp_path / "w"),
