@@ -84,19 +84,30 @@ def utk_faces(tar_path: Path, limit: int, detector, landmarker, estimator,
     default), upscaled and padded, in a fixed order: one in ``len / (limit * per_kept)`` of
     the photos is looked at (about 1 in 3 reads near neutral, 1 in 15 smiles widely)."""
     kept = []
-    if not (Path(tar_path).is_file() and tarfile.is_tarfile(tar_path)):
-        raise AnimatorError(f"{tar_path}: not a tar file of UTKFace photos")
-    with tarfile.open(tar_path) as tar:
+    with open_utkface(tar_path) as tar:
         members = sorted((m for m in tar.getmembers() if m.name.endswith(".jpg")), key=lambda m: m.name)
         for member in members[:: max(1, len(members) // (limit * per_kept))]:
-            data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
-            image = prepare_photo(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            image = utk_photo(tar, member)
             reading = read_aus(image, detector, landmarker, estimator)
             if reading is not None and keep(reading):
                 kept.append((Path(member.name).name.split(".")[0], image))
             if len(kept) == limit:
                 break
     return kept
+
+
+def open_utkface(tar_path: Path) -> tarfile.TarFile:
+    """The UTKFace photos' tar file, open; a one-line error when ``tar_path`` is not one."""
+    if not (Path(tar_path).is_file() and tarfile.is_tarfile(tar_path)):
+        raise AnimatorError(f"{tar_path}: not a tar file of UTKFace photos")
+    return tarfile.open(tar_path)
+
+
+def utk_photo(tar: tarfile.TarFile, member: tarfile.TarInfo | str) -> np.ndarray:
+    """One photo of the open UTKFace ``tar`` (a member or its name; KeyError when missing),
+    RGB, as :func:`prepare_photo` makes it."""
+    data = np.frombuffer(tar.extractfile(member).read(), np.uint8)
+    return prepare_photo(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
 
 
 def prepare_photo(rgb: np.ndarray) -> np.ndarray:

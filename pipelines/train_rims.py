@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -52,20 +50,17 @@ def labelled_crops(tar_path: Path, labels: dict) -> tuple[list[str], np.ndarray,
     which a face is found."""
     from animator.faces.detect import FaceDetector  # noqa: PLC0415
     from animator.faces.landmarks import MeshLandmarker  # noqa: PLC0415
-    from pipelines.motion_eval import prepare_photo, read_mesh  # noqa: PLC0415
+    from pipelines.motion_eval import open_utkface, read_mesh, utk_photo  # noqa: PLC0415
 
-    if not (Path(tar_path).is_file() and tarfile.is_tarfile(tar_path)):
-        raise AnimatorError(f"{tar_path}: not a tar file of UTKFace photos")
     detector, landmarker = FaceDetector(), MeshLandmarker()
     wanted = {name: True for name in labels["glasses"]} | {name: False for name in labels["no_glasses"]}
     names, crops, glasses = [], [], []
-    with tarfile.open(tar_path) as tar:
+    with open_utkface(tar_path) as tar:
         for name in sorted(wanted):
             try:
-                data = np.frombuffer(tar.extractfile(name).read(), np.uint8)
+                image = utk_photo(tar, name)
             except KeyError as error:
                 raise AnimatorError(f"{tar_path}: has no {name} ({error})") from error
-            image = prepare_photo(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
             mesh = read_mesh(image, detector, landmarker)
             if mesh is None:
                 continue
